@@ -1,0 +1,80 @@
+"""create_app(): the FastAPI application, its lifespan, middleware, error handler and routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from api import errors
+from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from api.routers import health
+from api.state import AppState
+from platform_core.config import Settings, get_settings
+from platform_core.db.outbox import Dispatch
+from platform_core.db.session import make_engine, make_sessionmaker
+from platform_core.storage import open_store
+
+CONSOLE_DIR = Path(__file__).parent / "console"
+
+
+def build_state(settings: Settings, dispatch: Dispatch | None = None) -> AppState:
+    settings.check_startup()
+    engine = make_engine(settings.db_url)
+    if dispatch is None:
+        from worker.app import dispatcher, make_celery
+
+        dispatch = dispatcher(make_celery(settings))
+    return AppState(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        store=open_store(settings.object_store_url or "", settings),
+        dispatch=dispatch,
+        secret=settings.resolved_secret(),
+    )
+
+
+def create_app(settings: Settings | None = None, state: AppState | None = None) -> FastAPI:
+    settings = settings or (state.settings if state else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.medtune = state or build_state(settings)
+        try:
+            yield
+        finally:
+            if state is None:
+                app.state.medtune.engine.dispose()
+
+    app = FastAPI(
+        title="medtune",
+        version="0.1.0",
+        summary="Fine-tune medical-imaging foundation models with LoRA and serve them over REST.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health.router)
+    for router in _v1_routers():
+        app.include_router(router, prefix="/v1")
+    app.mount("/", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
+    return app
+
+
+def _v1_routers() -> list[object]:
+    from api.routers import registry
+
+    return registry.ROUTERS

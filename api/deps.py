@@ -1,0 +1,80 @@
+"""Typed dependencies: the app state, a request-scoped session, the principal and its scopes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from api.state import AppState
+from platform_core.auth.scopes import Scope
+from platform_core.auth.service import Principal, authenticate, record_audit
+from platform_core.db import outbox
+from platform_core.storage import ObjectStore
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.medtune
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_session(state: StateDep) -> Iterator[Session]:
+    # The request owns the transaction: services flush, this commits; tasks go out after the commit.
+    with state.sessions() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        outbox.flush(session, state.dispatch)
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_store(state: StateDep) -> ObjectStore:
+    return state.store
+
+
+StoreDep = Annotated[ObjectStore, Depends(get_store)]
+
+
+def get_principal(request: Request, session: SessionDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    raw = token.strip() if scheme.lower() == "bearer" else None
+    principal = authenticate(session, raw)
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require(scope: Scope) -> Callable[[Principal], Principal]:
+    def check(principal: PrincipalDep) -> Principal:
+        principal.require(scope.value)
+        return principal
+
+    return check
+
+
+class Auditor:
+    """Records one audit event per write, in the request's transaction."""
+
+    def __init__(self, request: Request, session: SessionDep, principal: PrincipalDep) -> None:
+        self.session = session
+        self.principal = principal
+        self.request_id = getattr(request.state, "request_id", None)
+
+    def __call__(self, action: str, resource_type: str, resource_id: str | None) -> None:
+        record_audit(self.session, self.principal, action, resource_type, resource_id, self.request_id)
+
+
+AuditDep = Annotated[Auditor, Depends()]

@@ -1,0 +1,1 @@
+"""Routers: parse, call a platform_core service, shape the response."""

@@ -1,0 +1,7 @@
+"""Every /v1 router, in one list so create_app stays one line per concern."""
+
+from __future__ import annotations
+
+from api.routers import projects
+
+ROUTERS = [projects.router]

@@ -1,0 +1,22 @@
+"""What the lifespan builds once per process and every request shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from platform_core.config import Settings
+from platform_core.db.outbox import Dispatch
+from platform_core.storage import ObjectStore
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: ObjectStore
+    dispatch: Dispatch
+    secret: str

@@ -1,0 +1,1 @@
+"""The `medtune` command line: server commands and client commands over the SDK."""

@@ -1,0 +1,16 @@
+"""`medtune`: the root typer app; server commands load only when the server extra is installed."""
+
+from __future__ import annotations
+
+import typer
+
+from medtune.cli import server
+
+app = typer.Typer(no_args_is_help=True, help="medtune: fine-tune and serve medical-imaging models.")
+app.add_typer(server.db_app, name="db")
+app.add_typer(server.admin_app, name="admin")
+app.command("up")(server.up)
+app.command("worker")(server.worker)
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""medtune's domain: datasets, de-identification, splits, training, registry and inference."""

@@ -1,0 +1,1 @@
+"""Projects, API keys, scopes and the audit trail."""

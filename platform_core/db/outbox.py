@@ -1,0 +1,32 @@
+"""Tasks a service wants run once its transaction commits: named, with ids only, never data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+KEY = "medtune.outbox"
+
+
+@dataclass(frozen=True)
+class TaskMessage:
+    name: str
+    args: tuple[Any, ...] = ()
+    queue: str = "ingest"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+Dispatch = Callable[[TaskMessage], None]
+
+
+def enqueue(session: Session, name: str, *args: Any, queue: str) -> None:
+    session.info.setdefault(KEY, []).append(TaskMessage(name, args, queue))
+
+
+def flush(session: Session, dispatch: Dispatch) -> None:
+    pending: list[TaskMessage] = session.info.pop(KEY, [])
+    for message in pending:
+        dispatch(message)

@@ -1,0 +1,1 @@
+"""Thin tasks: ids in, a platform_core service does the work."""
