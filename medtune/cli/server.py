@@ -33,8 +33,8 @@ def _use_data_dir(data_dir: Path | None) -> None:
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = "head") -> None:
-    """Apply migrations up to REVISION (head by default)."""
+def db_upgrade(revision: str = "heads") -> None:
+    """Apply migrations up to REVISION (all heads by default)."""
     settings = _server()
     from platform_core.db.migrate import upgrade
 

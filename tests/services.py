@@ -1,0 +1,84 @@
+"""Reaching the real services tests need; under MEDTUNE_REQUIRE_SERVICES=1 absence fails, not skips."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get("MEDTUNE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("MEDTUNE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def services_required() -> bool:
+    return os.environ.get("MEDTUNE_REQUIRE_SERVICES") == "1"
+
+
+def unavailable(what: str, why: object) -> None:
+    message = f"{what} unavailable: {why}"
+    if services_required():
+        pytest.fail(f"{message} (MEDTUNE_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as exc:  # the service may not be up yet
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class WorkerProcess:
+    """A real `celery worker` subprocess with the given MEDTUNE_* environment."""
+
+    def __init__(self, env: dict[str, str], log: Path, queues: str = "ingest,train,infer") -> None:
+        self.env = {**os.environ, **env}
+        self.log = log
+        self.queues = queues
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        argv = [
+            sys.executable, "-m", "celery", "-A", "worker.app:celery_app", "worker", "-Q", self.queues,
+            "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+            "--hostname", f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+        ]  # fmt: skip
+        with self.log.open("ab") as fh:
+            self.proc = subprocess.Popen(argv, env=self.env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+                                         start_new_session=True)  # fmt: skip
+        return self
+
+    def stop(self, sig: int = 15) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
