@@ -1,0 +1,1 @@
+"""Datasets: ingestion (de-identify, filter, store, pixel cache), labels, counts."""

@@ -1,0 +1,85 @@
+"""Tables for datasets, their studies, labels (keyed by HMAC of the original key) and images.
+
+Nothing here holds an identifier: keys are HMACs, UIDs and patient ids are pseudonyms.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from platform_core.db.base import Base, TimestampMixin
+
+
+class Dataset(TimestampMixin, Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # ds_...
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    task: Mapped[str] = mapped_column(String(16))  # binary | multilabel
+    labels: Mapped[list[Any]]
+    options: Mapped[dict[str, Any]]
+    # Uploads of an instance already stored; counted here because a duplicate gets no row of its own.
+    duplicate_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class Study(TimestampMixin, Base):
+    __tablename__ = "dataset_studies"
+    __table_args__ = (UniqueConstraint("dataset_id", "study_key_hmac"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # st_...
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    # HMAC of the original StudyInstanceUID (DICOM) or patient/study path (image datasets).
+    study_key_hmac: Mapped[str] = mapped_column(String(64))
+    # HMAC of the original AccessionNumber, when there is one; labels may be keyed by either.
+    accession_hmac: Mapped[str | None] = mapped_column(String(64), index=True)
+    study_pseudonym: Mapped[str] = mapped_column(String(80))
+    patient_pseudonym: Mapped[str] = mapped_column(String(80), index=True)
+    sex: Mapped[str | None] = mapped_column(String(8))
+    age_years: Mapped[int | None] = mapped_column(Integer)
+
+
+class StudyLabel(TimestampMixin, Base):
+    __tablename__ = "dataset_labels"
+    __table_args__ = (UniqueConstraint("dataset_id", "key_hmac"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # lb_...
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    # HMAC of the original AccessionNumber or StudyInstanceUID from the CSV; matches Study keys.
+    key_hmac: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[dict[str, Any]]  # {label: 0|1}
+    split: Mapped[str | None] = mapped_column(String(8))  # train | val | test, when the CSV says
+
+
+class Image(TimestampMixin, Base):
+    __tablename__ = "dataset_images"
+    __table_args__ = (
+        # Idempotency: the same instance uploaded twice (or concurrently) is stored once.
+        UniqueConstraint("dataset_id", "sop_instance_uid_pseudonym"),
+        Index("ix_dataset_images_dataset_id_status", "dataset_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # img_...
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    study_id: Mapped[str | None] = mapped_column(
+        ForeignKey("dataset_studies.id", ondelete="CASCADE"), index=True
+    )
+    study_pseudonym: Mapped[str | None] = mapped_column(String(80))
+    patient_pseudonym: Mapped[str | None] = mapped_column(String(80))
+    # NULL for files rejected before an instance could be identified (not_dicom, corrupt, ...).
+    sop_instance_uid_pseudonym: Mapped[str | None] = mapped_column(String(80))
+    source: Mapped[str] = mapped_column(String(8), default="dicom")  # dicom | png | jpeg
+    status: Mapped[str] = mapped_column(String(16))  # queued | accepted | rejected
+    reason: Mapped[str | None] = mapped_column(String(40))
+    dicom_key: Mapped[str | None] = mapped_column(String(300))  # the de-identified DICOM (or image)
+    cache_key: Mapped[str | None] = mapped_column(String(300))  # the 16-bit PNG pixel cache
+    pixel_sha256: Mapped[str | None] = mapped_column(String(64))  # platform_core.dicom.cache.content_hash
+    rows: Mapped[int | None] = mapped_column(Integer)
+    columns: Mapped[int | None] = mapped_column(Integer)
+    size_bytes: Mapped[int | None] = mapped_column(Integer)
+    modality: Mapped[str | None] = mapped_column(String(16))
+    body_part: Mapped[str | None] = mapped_column(String(64))
+    view_position: Mapped[str | None] = mapped_column(String(16))
