@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     return app
 
 
-def _v1_routers() -> list[object]:
+def _v1_routers() -> list[APIRouter]:
     from api.routers import registry
 
     return registry.ROUTERS

@@ -12,6 +12,7 @@ from api.state import AppState
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal, authenticate, record_audit
 from platform_core.db import outbox
+from platform_core.errors import UnsupportedMediaType
 from platform_core.storage import ObjectStore
 
 
@@ -78,3 +79,17 @@ class Auditor:
 
 
 AuditDep = Annotated[Auditor, Depends()]
+
+
+def require_json(request: Request) -> None:
+    """415 for a JSON endpoint sent another media type (instead of a confusing validation error)."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    if request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers:
+        return
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"send the body as application/json, not '{media or 'no content type'}'")
+
+
+JsonOnly = Depends(require_json)

@@ -49,10 +49,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI turns any failure while reading the body into a 400; the body limit's 413 is the cause.
+        cause = exc.__cause__
+        if isinstance(cause, PlatformError):
+            return error_response(cause.status_code, cause.type, cause.message, cause.param)
         return error_response(exc.status_code, HTTP_TYPES.get(exc.status_code, "api_error"), str(exc.detail))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # The message never echoes request content: it may carry identifiers.
         log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-        return error_response(500, "api_error", "internal error; the request id is in the X-Request-ID header")
+        return error_response(
+            500, "api_error", "internal error; the request id is in the X-Request-ID header"
+        )

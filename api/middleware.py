@@ -8,6 +8,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from platform_core.errors import PayloadTooLarge
+
 
 class RequestIdMiddleware:
     def __init__(self, app: ASGIApp) -> None:
@@ -28,7 +30,7 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(PayloadTooLarge):
     pass
 
 
@@ -57,7 +59,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(f"request body exceeds the limit of {self.max_bytes} bytes")
             return message
 
         async def tracking_send(message: Message) -> None:

@@ -11,7 +11,9 @@ from medtune.errors import raise_for_error
 
 
 class Client:
-    def __init__(self, base_url: str | None = None, api_key: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str | None = None, api_key: str | None = None, timeout: float = 60.0
+    ) -> None:
         self.base_url = (base_url or os.environ.get("MEDTUNE_URL") or "http://127.0.0.1:8000").rstrip("/")
         self.api_key = api_key or os.environ.get("MEDTUNE_API_KEY")
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}

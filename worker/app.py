@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
+from kombu.entity import Queue
 
 from platform_core.config import Settings, get_settings
 from platform_core.db.outbox import TaskMessage

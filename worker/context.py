@@ -23,4 +23,6 @@ class WorkerContext:
 def context() -> WorkerContext:
     settings = get_settings()
     engine = make_engine(settings.db_url)
-    return WorkerContext(settings, make_sessionmaker(engine), open_store(settings.object_store_url or "", settings))
+    return WorkerContext(
+        settings, make_sessionmaker(engine), open_store(settings.object_store_url or "", settings)
+    )

@@ -43,4 +43,6 @@ def readyz(state: StateDep) -> JSONResponse:
     run("object_store", state.store.check)
     run("broker", broker)
     ok = all(c["ok"] for c in checks.values())
-    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+    )

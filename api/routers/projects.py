@@ -39,9 +39,13 @@ class AuditPage(BaseModel):
 
 
 @router.get("/project")
-def whoami(session: SessionDep, principal: Annotated[Principal, Depends(require(Scope.DATASETS_READ))]) -> ProjectOut:
+def whoami(
+    session: SessionDep, principal: Annotated[Principal, Depends(require(Scope.DATASETS_READ))]
+) -> ProjectOut:
     project = service.get_project(session, principal.project_id)
-    return ProjectOut(id=project.id, name=project.name, key_id=principal.key_id, scopes=sorted(principal.scopes))
+    return ProjectOut(
+        id=project.id, name=project.name, key_id=principal.key_id, scopes=sorted(principal.scopes)
+    )
 
 
 @router.get("/audit-events")

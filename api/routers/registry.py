@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
-from api.routers import projects
+from api.routers import keys, projects
 
-ROUTERS = [projects.router]
+ROUTERS = [
+    projects.router,
+    keys.router,
+]

@@ -19,7 +19,9 @@ def _server() -> Any:
     try:
         from platform_core.config import get_settings
     except ImportError as exc:
-        console.print(f"[red]This command needs the server extra: pip install 'medtune[server]' ({exc.name})[/]")
+        console.print(
+            f"[red]This command needs the server extra: pip install 'medtune[server]' ({exc.name})[/]"
+        )
         raise typer.Exit(2) from None
     return get_settings()
 
@@ -69,7 +71,9 @@ def create_key(
     wanted = [s.strip() for s in scopes.split(",") if s.strip()] or None
     try:
         with unit_of_work(make_sessionmaker(make_engine(settings.db_url))) as session:
-            _key, raw = service.create_key(session, service.get_project_by_name(session, project), wanted, name)
+            _key, raw = service.create_key(
+                session, service.get_project_by_name(session, project), wanted, name
+            )
     except PlatformError as exc:
         console.print(f"[red]{exc.message}[/]")
         raise typer.Exit(1) from None

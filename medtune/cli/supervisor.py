@@ -94,7 +94,9 @@ def run_embedded(settings: Any, host: str, port: int, mlflow_port: int, console:
         while not stopping:
             for name, child in children.items():
                 if child.poll() is not None:
-                    console.print(f"[red]{name} exited with {child.returncode}; see {logs / (name + '.log')}[/]")
+                    console.print(
+                        f"[red]{name} exited with {child.returncode}; see {logs / (name + '.log')}[/]"
+                    )
                     return 1
             time.sleep(0.5)
         return 0

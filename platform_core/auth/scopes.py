@@ -25,5 +25,7 @@ def parse_scopes(values: list[str]) -> list[str]:
     if unknown:
         from platform_core.errors import Invalid
 
-        raise Invalid(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(ALL_SCOPES)}", param="scopes")
+        raise Invalid(
+            f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(ALL_SCOPES)}", param="scopes"
+        )
     return sorted(set(values))

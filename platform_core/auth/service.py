@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from platform_core.auth.models import ApiKey, AuditEvent, Project
 from platform_core.auth.scopes import ALL_SCOPES, parse_scopes
+from platform_core.db.base import utcnow
 from platform_core.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from platform_core.ids import new_id
 
@@ -114,3 +115,26 @@ def list_audit(session: Session, project_id: str, limit: int) -> list[AuditEvent
         .limit(limit)
     )
     return list(session.scalars(stmt))
+
+
+def list_keys(session: Session, project_id: str, limit: int, after: str | None = None) -> list[ApiKey]:
+    stmt = select(ApiKey).where(ApiKey.project_id == project_id).order_by(ApiKey.id).limit(limit)
+    if after:
+        stmt = stmt.where(ApiKey.id > after)
+    return list(session.scalars(stmt))
+
+
+def get_key(session: Session, project_id: str, key_id: str) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    # Another project's key is indistinguishable from a missing one.
+    if key is None or key.project_id != project_id:
+        raise NotFound(f"no API key '{key_id}'")
+    return key
+
+
+def revoke_key(session: Session, project_id: str, key_id: str) -> ApiKey:
+    key = get_key(session, project_id, key_id)
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.flush()
+    return key

@@ -39,7 +39,9 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def unit_of_work(factory: sessionmaker[Session], dispatch: outbox.Dispatch | None = None) -> Iterator[Session]:
+def unit_of_work(
+    factory: sessionmaker[Session], dispatch: outbox.Dispatch | None = None
+) -> Iterator[Session]:
     """Commit on success, roll back on error; queued tasks are sent only after the commit."""
     with factory() as session:
         try:

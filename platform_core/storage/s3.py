@@ -39,7 +39,9 @@ class S3Store:
             self.extra["ServerSideEncryption"] = sse
             if kms_key_id:
                 self.extra["SSEKMSKeyId"] = kms_key_id
-        self.transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD)
+        self.transfer = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD
+        )
 
     @classmethod
     def from_settings(cls, url: str, settings: Settings | None) -> S3Store:
@@ -71,7 +73,9 @@ class S3Store:
         return counter.count
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> int:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type, **self.extra)
+        self.client.put_object(
+            Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type, **self.extra
+        )
         return len(data)
 
     def open(self, key: str) -> Iterator[bytes]:
@@ -99,9 +103,10 @@ class S3Store:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        full = self._key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
-        if prefix.endswith("/") and not full.endswith("/"):
-            full += "/"
+        # A prefix is not a key: it may end with "/" or stop mid-name, but never climbs out.
+        if ".." in prefix.split("/") or prefix.startswith("/"):
+            raise ValueError(f"invalid prefix {prefix!r}")
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
         strip = len(self.prefix) + 1 if self.prefix else 0
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
             for obj in page.get("Contents", []):
@@ -126,6 +131,18 @@ class _CountingReader(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
-        data = self.inner.read(size)
+        # boto3 takes a short read for the end of the stream; network streams return short reads, so
+        # fill the request unless the stream really ended.
+        if size is None or size < 0:
+            data = self.inner.read()
+        else:
+            parts, want = [], size
+            while want > 0:
+                part = self.inner.read(want)
+                if not part:
+                    break
+                parts.append(part)
+                want -= len(part)
+            data = b"".join(parts)
         self.count += len(data)
         return data
