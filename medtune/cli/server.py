@@ -19,9 +19,8 @@ def _server() -> Any:
     try:
         from platform_core.config import get_settings
     except ImportError as exc:
-        console.print(
-            f"[red]This command needs the server extra: pip install 'medtune[server]' ({exc.name})[/]"
-        )
+        message = f"This command needs the server extra: pip install 'medtune[server]' (missing {exc.name})"
+        console.print(message, style="red", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
     return get_settings()
 
