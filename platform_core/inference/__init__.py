@@ -1,0 +1,1 @@
+"""Serving: shared base models with many LoRA adapters, micro-batching, preprocessing, explanations."""
