@@ -1,0 +1,1 @@
+"""Fine-tuning: the backbone catalog, weights, models (peft), data pipeline, loop, metrics, tracking, jobs."""

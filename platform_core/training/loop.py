@@ -1,0 +1,253 @@
+"""The training loop: mixed precision, gradient clipping, cosine schedule with warmup, cancel per step,
+validation and checkpoint each epoch, early stopping, resume from a checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from platform_core.training import metrics as M
+from platform_core.training.checkpoints import Checkpoint, rng_state, set_rng_state
+from platform_core.training.data import Normalize
+from platform_core.training.models import load_trainable_state, trainable_state
+
+log = logging.getLogger("medtune.training")
+
+CHECKPOINT_METRICS = {"val_auroc": "max", "val_auprc": "max", "val_loss": "min"}
+
+
+@lru_cache
+def cpu_supports_bf16() -> bool:
+    """AVX-512 BF16 or AMX: where bf16 autocast is fast on a CPU (elsewhere it is emulated and slow)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_precision(device: torch.device, precision: str = "auto") -> str:
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_supports_bf16() else "fp32"
+
+
+@dataclass
+class LoopConfig:
+    epochs: int
+    learning_rate: float
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    early_stopping_patience: int | None = None
+    checkpoint_metric: str = "val_auroc"
+    grad_clip: float = 1.0
+    precision: str = "auto"
+    device: str = "auto"
+    pos_weight: list[float] | None = None
+    seed: int = 0
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train_loss: float
+    metrics: dict[str, float]  # flat: val_loss, val_auroc, ... (+ per label)
+    detail: dict[str, Any]  # metrics.compute() on validation
+    monitored: float
+    is_best: bool
+    seconds: float
+    images_per_second: float
+
+
+@dataclass
+class LoopOutcome:
+    status: str  # completed | early_stopped | cancelled
+    best_epoch: int | None
+    best_value: float | None
+    epochs_run: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Hooks(Protocol):
+    def should_stop(self) -> bool:
+        """Checked before every step: True cancels the run (the current epoch is not checkpointed)."""
+        ...
+
+    def on_step(self, epoch: int, step: int, steps: int) -> None: ...
+
+    def on_epoch(self, result: EpochResult, checkpoint: Checkpoint) -> None: ...
+
+
+def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> Any:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+        label_names: list[str],
+        cfg: LoopConfig,
+    ) -> None:
+        self.cfg = cfg
+        if cfg.checkpoint_metric not in CHECKPOINT_METRICS:
+            raise ValueError(f"checkpoint_metric must be one of {', '.join(CHECKPOINT_METRICS)}")
+        self.device = resolve_device(cfg.device)
+        self.precision = resolve_precision(self.device, cfg.precision)
+        self.model = model.to(self.device)
+        self.normalize = Normalize(mean, std).to(self.device)
+        self.label_names = label_names
+        pos_weight = torch.tensor(cfg.pos_weight, device=self.device) if cfg.pos_weight else None
+        self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        self.eval_loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="sum")
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        self.scheduler: Any = None
+
+    def autocast(self) -> Any:
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalize(x.to(self.device, non_blocking=True))
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimisation step; returns the loss (a device tensor: reading it would synchronise)."""
+        y = y.to(self.device, non_blocking=True)
+        with self.autocast():
+            logits = self.model(self._inputs(x))
+        loss = self.loss_fn(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(
+                [p for g in self.optimizer.param_groups for p in g["params"]], self.cfg.grad_clip
+            )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def predict(self, loader: DataLoader[Any]) -> tuple[np.ndarray, np.ndarray, float]:
+        """(labels, probabilities, mean loss) over a loader, in eval mode."""
+        self.model.eval()
+        probs, labels = [], []
+        total, count = 0.0, 0
+        for x, y in loader:
+            with self.autocast():
+                logits = self.model(self._inputs(x)).float()
+            yd = y.to(self.device)
+            total += float(self.eval_loss_fn(logits, yd)) / yd.shape[1]
+            count += len(y)
+            probs.append(torch.sigmoid(logits).cpu().numpy())
+            labels.append(y.numpy())
+        self.model.train()
+        return np.concatenate(labels), np.concatenate(probs), total / max(count, 1)
+
+    def fit(
+        self,
+        train_loader: DataLoader[Any],
+        val_loader: DataLoader[Any],
+        hooks: Hooks,
+        resume: Checkpoint | None = None,
+    ) -> LoopOutcome:
+        cfg = self.cfg
+        steps = len(train_loader)
+        self.scheduler = cosine_with_warmup(
+            self.optimizer, int(round(cfg.warmup_epochs * steps)), max(1, cfg.epochs * steps)
+        )
+        mode = CHECKPOINT_METRICS[cfg.checkpoint_metric]
+        best_value: float | None = None
+        best_epoch: int | None = None
+        bad_epochs = 0
+        start_epoch = 1
+        history: list[dict[str, Any]] = []
+        if resume is not None:
+            load_trainable_state(self.model, resume.weights)
+            self.optimizer.load_state_dict(resume.state["optimizer"])
+            self.scheduler.load_state_dict(resume.state["scheduler"])
+            if resume.state.get("scaler"):
+                self.scaler.load_state_dict(resume.state["scaler"])
+            set_rng_state(resume.state["rng"])
+            loop = resume.state["loop"]
+            best_value, best_epoch, bad_epochs = loop["best_value"], loop["best_epoch"], loop["bad_epochs"]
+            history = list(loop.get("history", []))
+            start_epoch = resume.epoch + 1
+        self.model.train()
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            # The shuffle order depends on (seed, epoch) only, so a resumed run sees the same batches.
+            if train_loader.generator is not None:
+                train_loader.generator.manual_seed(cfg.seed * 1000 + epoch)
+            started = time.perf_counter()
+            losses: list[torch.Tensor] = []
+            seen = 0
+            for step, (x, y) in enumerate(train_loader, start=1):
+                if hooks.should_stop():
+                    return LoopOutcome("cancelled", best_epoch, best_value, epoch - 1, history)
+                losses.append(self.train_step(x, y))
+                seen += len(x)
+                hooks.on_step(epoch, step, steps)
+            train_loss = float(torch.stack(losses).mean()) if losses else math.nan
+            train_seconds = time.perf_counter() - started
+            y_true, y_prob, val_loss = self.predict(val_loader)
+            detail = M.compute(y_true, y_prob, self.label_names)
+            flat = {"train_loss": train_loss, "val_loss": val_loss, **M.flat(detail, "val")}
+            flat["learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
+            monitored = flat.get(cfg.checkpoint_metric, math.nan)
+            if math.isnan(monitored) and cfg.checkpoint_metric != "val_loss":
+                monitored = -val_loss  # a validation split with one class has no AUROC: fall back to loss
+            improved = best_value is None or (
+                monitored > best_value if mode == "max" else monitored < best_value
+            )
+            if improved:
+                best_value, best_epoch, bad_epochs = monitored, epoch, 0
+            else:
+                bad_epochs += 1
+            history.append({"epoch": epoch, **flat})
+            result = EpochResult(
+                epoch, train_loss, flat, detail, monitored, improved, time.perf_counter() - started,
+                seen / train_seconds if train_seconds > 0 else 0.0,
+            )  # fmt: skip
+            state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+                "rng": rng_state(),
+                "loop": {"best_value": best_value, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                         "history": history},
+            }  # fmt: skip
+            hooks.on_epoch(result, Checkpoint(epoch, trainable_state(self.model), state))
+            patience = cfg.early_stopping_patience
+            if patience is not None and bad_epochs >= patience and epoch < cfg.epochs:
+                return LoopOutcome("early_stopped", best_epoch, best_value, epoch, history)
+        return LoopOutcome("completed", best_epoch, best_value, cfg.epochs, history)
