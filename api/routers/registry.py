@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from api.routers import keys, projects
+from api.routers import datasets, dicomweb, keys, projects
 
 ROUTERS = [
     projects.router,
     keys.router,
+    datasets.router,
+    dicomweb.router,
 ]

@@ -1,0 +1,163 @@
+"""Queries on datasets, studies, labels and images; the service decides, this reads and writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from platform_core.datasets.models import Dataset, Image, Study, StudyLabel
+from platform_core.ids import new_id
+
+
+def get_dataset(session: Session, project_id: str, dataset_id: str) -> Dataset | None:
+    return session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.project_id == project_id))
+
+
+def list_datasets(session: Session, project_id: str, limit: int, after: str | None) -> Sequence[Dataset]:
+    q = select(Dataset).where(Dataset.project_id == project_id)
+    if after:
+        q = q.where(Dataset.id < after)
+    return session.scalars(q.order_by(Dataset.id.desc()).limit(limit)).all()
+
+
+def add_duplicates(session: Session, dataset_id: str, n: int) -> None:
+    session.execute(
+        update(Dataset).where(Dataset.id == dataset_id).values(duplicate_count=Dataset.duplicate_count + n)
+    )
+
+
+def get_or_create_study(session: Session, dataset_id: str, study_key_hmac: str, **values: Any) -> Study:
+    """Concurrent uploads of one study meet at the unique constraint, not a check-then-insert race."""
+    found = session.scalar(
+        select(Study).where(Study.dataset_id == dataset_id, Study.study_key_hmac == study_key_hmac)
+    )
+    if found is not None:
+        return found
+    study = Study(id=new_id("st"), dataset_id=dataset_id, study_key_hmac=study_key_hmac, **values)
+    try:
+        with session.begin_nested():
+            session.add(study)
+    except IntegrityError:
+        found = session.scalar(
+            select(Study).where(Study.dataset_id == dataset_id, Study.study_key_hmac == study_key_hmac)
+        )
+        assert found is not None
+        return found
+    return study
+
+
+def insert_image(session: Session, image: Image) -> bool:
+    """Insert; False when the instance is already in the dataset (the unique constraint decides)."""
+    try:
+        with session.begin_nested():
+            session.add(image)
+    except IntegrityError:
+        session.expunge(image) if image in session else None
+        return False
+    return True
+
+
+def get_image(session: Session, dataset_id: str, image_id: str) -> Image | None:
+    return session.scalar(select(Image).where(Image.id == image_id, Image.dataset_id == dataset_id))
+
+
+def list_images(
+    session: Session, dataset_id: str, status: str | None, limit: int, after: str | None
+) -> Sequence[Image]:
+    q = select(Image).where(Image.dataset_id == dataset_id)
+    if status:
+        q = q.where(Image.status == status)
+    if after:
+        q = q.where(Image.id > after)
+    return session.scalars(q.order_by(Image.id).limit(limit)).all()
+
+
+def status_counts(session: Session, dataset_id: str) -> list[tuple[str, str | None, int]]:
+    rows = session.execute(
+        select(Image.status, Image.reason, func.count())
+        .where(Image.dataset_id == dataset_id)
+        .group_by(Image.status, Image.reason)
+    ).all()
+    return [(r[0], r[1], int(r[2])) for r in rows]
+
+
+def study_stats(session: Session, dataset_id: str) -> tuple[int, int]:
+    """Studies and patients with at least one image that was not rejected."""
+    usable = select(Image.study_id).where(Image.dataset_id == dataset_id, Image.status != "rejected")
+    row = session.execute(
+        select(func.count(Study.id), func.count(func.distinct(Study.patient_pseudonym))).where(
+            Study.dataset_id == dataset_id, Study.id.in_(usable)
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def labelled_studies(session: Session, dataset_id: str) -> list[dict[str, Any]]:
+    """The label dicts of studies (with a usable image) whose key matches a label row."""
+    usable = select(Image.study_id).where(Image.dataset_id == dataset_id, Image.status != "rejected")
+    rows = session.execute(
+        select(Study.id, StudyLabel.labels)
+        .join(
+            StudyLabel,
+            (StudyLabel.dataset_id == Study.dataset_id)
+            & or_(StudyLabel.key_hmac == Study.study_key_hmac, StudyLabel.key_hmac == Study.accession_hmac),
+        )
+        .where(Study.dataset_id == dataset_id, Study.id.in_(usable))
+    ).all()
+    seen: dict[str, dict[str, Any]] = {}
+    for study_id, labels in rows:
+        seen.setdefault(study_id, dict(labels))
+    return list(seen.values())
+
+
+def labels_for_studies(session: Session, dataset_id: str, study_ids: list[str]) -> dict[str, dict[str, Any]]:
+    if not study_ids:
+        return {}
+    rows = session.execute(
+        select(Study.id, StudyLabel.labels)
+        .join(
+            StudyLabel,
+            (StudyLabel.dataset_id == Study.dataset_id)
+            & or_(StudyLabel.key_hmac == Study.study_key_hmac, StudyLabel.key_hmac == Study.accession_hmac),
+        )
+        .where(Study.dataset_id == dataset_id, Study.id.in_(study_ids))
+    ).all()
+    out: dict[str, dict[str, Any]] = {}
+    for study_id, labels in rows:
+        out.setdefault(study_id, dict(labels))
+    return out
+
+
+def upsert_label(
+    session: Session, dataset_id: str, key_hmac: str, labels: dict[str, int], split: str | None
+) -> None:
+    found = session.scalar(
+        select(StudyLabel).where(StudyLabel.dataset_id == dataset_id, StudyLabel.key_hmac == key_hmac)
+    )
+    if found is not None:
+        found.labels = {**found.labels, **labels}
+        if split is not None:
+            found.split = split
+        return
+    row = StudyLabel(id=new_id("lb"), dataset_id=dataset_id, key_hmac=key_hmac, labels=labels, split=split)
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        upsert_label(session, dataset_id, key_hmac, labels, split)
+
+
+def matched_keys(session: Session, dataset_id: str, keys: list[str]) -> set[str]:
+    if not keys:
+        return set()
+    a = session.scalars(
+        select(Study.study_key_hmac).where(Study.dataset_id == dataset_id, Study.study_key_hmac.in_(keys))
+    ).all()
+    b = session.scalars(
+        select(Study.accession_hmac).where(Study.dataset_id == dataset_id, Study.accession_hmac.in_(keys))
+    ).all()
+    return {k for k in (*a, *b) if k}
