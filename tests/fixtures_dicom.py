@@ -16,7 +16,7 @@ PLANTED = {
     "patient_name": "Planted^Jane^Q",
     "patient_id": "PLANTED-PID-7731",
     "other_pid": "PLANTED-OTHER-PID-5512",
-    "accession": "PLANTEDACC991",
+    "accession": "PLACC9",
     "institution": "Planted General Hospital",
     "physician": "Planted^Referrer",
     "request_id": "PLANTED-REQPROC-42",

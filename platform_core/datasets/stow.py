@@ -92,7 +92,7 @@ def split_parts(body: BinaryIO, boundary: bytes, max_part_bytes: int) -> list[Pa
 
 def _uids(data: bytes) -> tuple[str | None, str | None]:
     try:
-        ds = dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
+        ds = dcmread(io.BytesIO(data), force=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
         return str(ds.get("SOPClassUID", "")) or None, str(ds.get("SOPInstanceUID", "")) or None
     except Exception:
         return None, None
