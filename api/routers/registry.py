@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from api.routers import datasets, dicomweb, keys, projects
+from api.routers import datasets, dicomweb, keys, projects, splits
 
 ROUTERS = [
     projects.router,
     keys.router,
+    splits.router,
     datasets.router,
     dicomweb.router,
 ]

@@ -3,5 +3,7 @@
 from platform_core.auth.models import ApiKey, AuditEvent, Project
 from platform_core.datasets.models import Dataset, Image, Study, StudyLabel
 from platform_core.db.base import Base
+from platform_core.splits.models import DatasetVersion, DatasetVersionImage, Split, SplitAssignment
 
 __all__ = ["ApiKey", "AuditEvent", "Base", "Dataset", "Image", "Project", "Study", "StudyLabel"]
+__all__ += ["DatasetVersion", "DatasetVersionImage", "Split", "SplitAssignment"]

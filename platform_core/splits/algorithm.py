@@ -105,13 +105,23 @@ def label_names(rows: Iterable[ImageRow]) -> list[str]:
     return sorted({name for row in rows for name in row.labels})
 
 
-def apportion(n: int, fractions: Fractions, rng: np.random.Generator) -> np.ndarray:
-    """Split n units into integer shares by the largest-remainder rule; exact ties go by the rng."""
+def apportion(
+    n: int, fractions: Fractions, rng: np.random.Generator, before: Sequence[int] = (0, 0, 0)
+) -> np.ndarray:
+    """Split n units into integer shares, each the floor or ceiling of its exact quota.
+
+    The units left after the floors go to the splits furthest below their share of everything
+    apportioned so far (`before`: earlier strata's shares, so strata together stay proportional
+    too), then to the largest remainders; exact ties go by the rng.
+    """
     quotas = [f * n for f in fractions.as_tuple()]
     shares = [q.numerator // q.denominator for q in quotas]
     remainders = [q - s for q, s in zip(quotas, shares, strict=True)]
+    total = sum(before) + n
+    deficits = [f * total - (b + s) for f, b, s in zip(fractions.as_tuple(), before, shares, strict=True)]
     tiebreak = rng.permutation(len(SPLITS))  # drawn always, so the stream does not depend on n
-    order = sorted(range(len(SPLITS)), key=lambda k: (-remainders[k], int(tiebreak[k])))
+    candidates = [k for k in range(len(SPLITS)) if remainders[k] > 0]
+    order = sorted(candidates, key=lambda k: (-deficits[k], -remainders[k], int(tiebreak[k])))
     for k in order[: n - sum(shares)]:
         shares[k] += 1
     return np.asarray(shares, dtype=np.int64)
@@ -186,10 +196,12 @@ def _stratify_single(y: np.ndarray, fractions: Fractions, rng: np.random.Generat
     order = rng.permutation(n)
     positive = y[:, 0] if y.shape[1] else np.zeros(n, dtype=bool)
     out = np.full(n, -1, dtype=np.int64)
+    before = np.zeros(len(SPLITS), dtype=np.int64)
     for stratum in (True, False):
         members = order[positive[order] == stratum]
-        shares = apportion(int(members.shape[0]), fractions, rng)
+        shares = apportion(int(members.shape[0]), fractions, rng, before.tolist())
         out[members] = np.repeat(np.arange(len(SPLITS)), shares)
+        before += shares
     return out
 
 

@@ -152,6 +152,9 @@ def test_binary_prevalence_within_one_patient_of_proportional(
                    and assignment[r.image_id] == s}) for s in SPLITS}  # fmt: skip
     assert within_one(pos, len(positives), fractions), (pos, len(positives))
     assert within_one(neg, len(negatives), fractions), (neg, len(negatives))
+    # Strata are rounded together, so split sizes stay within one patient of proportional too.
+    sizes = {s: pos[s] + neg[s] for s in SPLITS}
+    assert within_one(sizes, n_patients, fractions), sizes
 
 
 @settings(max_examples=40, deadline=None)
