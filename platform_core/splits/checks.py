@@ -40,23 +40,40 @@ SHOWN = 5
 def count(rows: Sequence[ImageRow], assignment: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """Per split: patients, studies, images, and per label positive/negative images and positive patients."""
     labels = label_names(rows)
-    out: dict[str, dict[str, Any]] = {}
-    for split in SPLITS:
-        members = [r for r in rows if assignment.get(r.image_id) == split]
-        out[split] = {
-            "patients": len({r.patient_pseudonym for r in members}),
-            "studies": len({r.study_pseudonym for r in members}),
-            "images": len(members),
+    patients: dict[str, set[str]] = {s: set() for s in SPLITS}
+    studies: dict[str, set[str]] = {s: set() for s in SPLITS}
+    images = dict.fromkeys(SPLITS, 0)
+    tally = {s: {name: [0, 0] for name in labels} for s in SPLITS}
+    positive_patients: dict[str, dict[str, set[str]]] = {s: {name: set() for name in labels} for s in SPLITS}
+    for r in rows:
+        split = assignment.get(r.image_id)
+        if split not in images:
+            continue
+        patients[split].add(r.patient_pseudonym)
+        studies[split].add(r.study_pseudonym)
+        images[split] += 1
+        for name, value in r.labels.items():
+            if value == 1:
+                tally[split][name][0] += 1
+                positive_patients[split][name].add(r.patient_pseudonym)
+            elif value == 0:
+                tally[split][name][1] += 1
+    return {
+        s: {
+            "patients": len(patients[s]),
+            "studies": len(studies[s]),
+            "images": images[s],
             "labels": {
                 name: {
-                    "positive": sum(1 for r in members if r.labels.get(name) == 1),
-                    "negative": sum(1 for r in members if r.labels.get(name) == 0),
-                    "positive_patients": len({r.patient_pseudonym for r in members if r.positive(name)}),
+                    "positive": tally[s][name][0],
+                    "negative": tally[s][name][1],
+                    "positive_patients": len(positive_patients[s][name]),
                 }
                 for name in labels
             },
         }
-    return out
+        for s in SPLITS
+    }
 
 
 def _listed(items: Sequence[str]) -> str:
@@ -139,9 +156,14 @@ def problems(
                 f"{split} would hold 0 images (dataset version: {total_patients} patient(s), "
                 f"{len(rows)} image(s){expected(split, total_patients)}); {remedy.format(split=split)}"
             )
+    positive_totals: dict[str, set[str]] = {}
+    for r in rows:
+        for name, value in r.labels.items():
+            if value == 1:
+                positive_totals.setdefault(name, set()).add(r.patient_pseudonym)
     for name in label_names(rows):
         positives = {s: counts[s]["labels"][name]["positive_patients"] for s in SPLITS}
-        total = len({r.patient_pseudonym for r in rows if r.positive(name)})
+        total = len(positive_totals.get(name, ()))
         short = [s for s in SPLITS if positives[s] == 0 and counts[s]["images"] > 0]
         for split in short:
             per_split = ", ".join(f"{s} {positives[s]}" for s in SPLITS)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from platform_core.splits.algorithm import SEED_MAX
+from platform_core.splits.algorithm import SEED_MAX, SPLITS
 from platform_core.splits.models import DatasetVersion, Split
 
 
@@ -75,7 +75,14 @@ class SplitOut(BaseModel):
             fractions=fractions,
             algorithm=split.algorithm,
             sha256=split.sha256,
-            counts={k: SplitCounts.model_validate(v) for k, v in split.counts.items()},
+            # JSONB does not keep key order: give train, val, test and labels by name.
+            counts={
+                k: SplitCounts.model_validate(
+                    {**split.counts[k], "labels": dict(sorted(split.counts[k]["labels"].items()))}
+                )
+                for k in SPLITS
+                if k in split.counts
+            },
             created_at=split.created_at,
         )
 
