@@ -9,7 +9,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
-from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.uid import UID, DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, JPEGBaseline8Bit
 
 # Every string here is an identifier that must appear nowhere once ingested.
 PLANTED = {
@@ -29,7 +29,7 @@ ROOT = "1.2.826.0.1.3680043.8.498.77"
 
 
 def uid(*parts: int) -> str:
-    return ".".join([ROOT, *map(str, parts)])
+    return str(".".join([ROOT, *map(str, parts)]))
 
 
 def radiograph(
@@ -50,7 +50,7 @@ def radiograph(
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
-    ds.file_meta.MediaStorageSOPInstanceUID = uid(patient, study, instance)
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(uid(patient, study, instance))
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.SourceApplicationEntityTitle = "PLANTEDAE"
     ds.SOPClassUID = DigitalXRayImageStorageForPresentation

@@ -34,7 +34,9 @@ def multipart_form(request: Request) -> None:
 
 
 @router.post("/datasets", status_code=201)
-def create_dataset(body: DatasetCreate, session: SessionDep, principal: Writer, audit: AuditDep) -> DatasetOut:
+def create_dataset(
+    body: DatasetCreate, session: SessionDep, principal: Writer, audit: AuditDep
+) -> DatasetOut:
     dataset = service.create_dataset(session, principal.project_id, body)
     audit("dataset.create", "dataset", dataset.id)
     return service.dataset_out(session, dataset)
@@ -72,12 +74,16 @@ def upload_files(
     state: StateDep,
     principal: Writer,
     audit: AuditDep,
-    manifest: Annotated[UploadFile | None, File(description="CSV: path, patient_id, study_id, labels")] = None,
+    manifest: Annotated[
+        UploadFile | None, File(description="CSV: path, patient_id, study_id, labels")
+    ] = None,
 ) -> UploadResult:
     dataset = service.get_dataset(session, principal.project_id, dataset_id)
     table = manifest.file.read(16 * 1024 * 1024) if manifest is not None else None
     uploads = [service.Upload(f.filename or f"file{i}", f.file) for i, f in enumerate(files)]
-    result = service.ingest_uploads(session, state.store, state.settings, state.secret, dataset, uploads, table)
+    result = service.ingest_uploads(
+        session, state.store, state.settings, state.secret, dataset, uploads, table
+    )
     audit("dataset.upload", "dataset", dataset.id)
     return UploadResult(data=result)
 
@@ -109,12 +115,17 @@ def list_images(
     dataset = service.get_dataset(session, principal.project_id, dataset_id)
     data, has_more = service.list_images(session, dataset, status, limit, after)
     return ImagePage(
-        data=data, has_more=has_more, first_id=data[0].id if data else None, last_id=data[-1].id if data else None
+        data=data,
+        has_more=has_more,
+        first_id=data[0].id if data else None,
+        last_id=data[-1].id if data else None,
     )
 
 
 @router.get("/datasets/{dataset_id}/images/{image_id}/dicom")
-def get_dicom(dataset_id: str, image_id: str, session: SessionDep, state: StateDep, principal: Reader) -> StreamingResponse:
+def get_dicom(
+    dataset_id: str, image_id: str, session: SessionDep, state: StateDep, principal: Reader
+) -> StreamingResponse:
     dataset = service.get_dataset(session, principal.project_id, dataset_id)
     chunks = service.open_dicom(session, state.store, dataset, image_id)
     return StreamingResponse(chunks, media_type="application/dicom")

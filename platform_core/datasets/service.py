@@ -176,7 +176,7 @@ def _one(
 def _outcome(index: int, filename: str, result: Outcome) -> FileOutcome:
     return FileOutcome(
         index=index, filename=filename, outcome=result.outcome, reason=result.reason, image_id=result.image_id
-    )  # type: ignore[arg-type]
+    )
 
 
 def list_images(

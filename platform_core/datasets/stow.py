@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import tempfile
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO
+from typing import IO, Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -41,7 +41,7 @@ class Part:
     size: int = 0
 
 
-def split_parts(body: BinaryIO, boundary: bytes, max_part_bytes: int) -> list[Part]:
+def split_parts(body: IO[bytes], boundary: bytes, max_part_bytes: int) -> list[Part]:
     """Spool each part (memory up to 8 MiB, then a private unlinked temp file)."""
     parts: list[Part] = []
     field_name = bytearray()

@@ -10,7 +10,8 @@ import io
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
+from pydicom.pixels.utils import pixel_array
 
 from platform_core.dicom.read import Rejected
 
@@ -48,8 +49,9 @@ def decode_image(data: bytes) -> np.ndarray:
             if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 return np.asarray(img, dtype=np.float32)
             if img.mode not in ("L", "RGB"):
-                img = img.convert("RGB")
-            arr = np.asarray(img)
+                arr = np.asarray(img.convert("RGB"))
+            else:
+                arr = np.asarray(img)
     except Exception:
         raise Rejected("undecodable") from None
     return _luminance(arr) if arr.ndim == 3 else arr.astype(np.float32)

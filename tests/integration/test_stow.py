@@ -33,7 +33,9 @@ def live(settings: Any) -> Iterator[tuple[str, Any, str]]:
         _key, raw = service.create_key(s, project)
         s.commit()
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(state=state), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(state=state), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
@@ -75,7 +77,8 @@ def test_store_instances_with_dicomweb_client(live: tuple[str, Any, str]) -> Non
     assert r.status_code == 415
     # None stored: 409.
     body = b"--b1\r\nContent-Type: application/dicom\r\n\r\nnot dicom\r\n--b1--\r\n"
+    related = 'multipart/related; type="application/dicom"; boundary=b1'
     r = requests.post(f"{base}/v1/datasets/{ds_id}/dicomweb/studies", data=body, timeout=10,
-                      headers={**headers, "Content-Type": 'multipart/related; type="application/dicom"; boundary=b1'})  # fmt: skip
+                      headers={**headers, "Content-Type": related})  # fmt: skip
     assert r.status_code == 409 and r.headers["content-type"].startswith("application/dicom+json")
     assert "00081198" in r.json()
