@@ -416,3 +416,27 @@ def test_other_projects_dataset_and_split_are_404(
     assert client.post(f"/v1/datasets/{dataset_id}/splits", json={}, headers=theirs).status_code == 404
     audit = client.get("/v1/audit-events", headers=auth).json()["data"]
     assert any(e["action"] == "split.create" and e["resource_id"] == split["id"] for e in audit)
+
+
+def test_service_on_sqlite_and_postgresql(any_sessions: sessionmaker[Session], tmp_path: Any) -> None:
+    """Embedded (SQLite) and deployed (PostgreSQL) mode freeze, split and verify alike."""
+    from types import SimpleNamespace
+
+    from platform_core.auth import service as auth_service
+    from platform_core.splits import service
+    from platform_core.storage import open_store
+
+    state = SimpleNamespace(sessions=any_sessions, store=open_store(f"file://{tmp_path}"), secret="s" * 32)
+    with any_sessions() as s:
+        project_id = auth_service.create_project(s, "embedded").id
+        s.commit()
+    dataset_id = ingest_dataset(state, project_id, binary_specs(30), ["effusion"])
+    with any_sessions() as s:
+        split = service.create_split(s, project_id, dataset_id, seed=11)
+        again = service.create_split(s, project_id, dataset_id, seed=11)
+        s.commit()
+        assert again.dataset_version_id == split.dataset_version_id and again.sha256 == split.sha256
+        data, _ = service.manifest_bytes(s, project_id, dataset_id, split.id)
+        assert hashlib.sha256(data).hexdigest() == split.sha256
+        verified = checks.verify(s, split.id, project_id)
+        assert len(verified.rows) == sum(c["images"] for c in split.counts.values())
