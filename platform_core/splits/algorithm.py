@@ -12,10 +12,15 @@ split every image belongs to. The same input gives the same output on any machin
 The unit of assignment is a *group*: the patients joined by identical pixel content (usually one
 patient), so no patient and no duplicated image can straddle splits. Groups are stratified by label:
 with at most one label, positive and negative groups are apportioned separately (each split gets
-its largest-remainder share of each, i.e. within one patient of proportional); with several labels,
-Sechidis et al.'s iterative stratification (ECML PKDD 2011) runs over the groups' label vectors,
-with integer demands and seeded tie-breaks, rarest label first, so rare label combinations are
-placed before common ones.
+the floor or ceiling of its exact share of each, so within one patient of proportional, with the
+two roundings coordinated so split sizes stay within one too); with several labels, Sechidis et
+al.'s iterative stratification (ECML PKDD 2011) runs over the groups' label vectors with integer
+demands and seeded tie-breaks, always taking the label with the fewest unplaced positives next.
+The first-placed (rarest) label lands within one patient of proportional; later labels inherit
+the placements of co-occurring labels and land close to it (a few patients at most), and groups
+with no positive label fill the remaining size demand.
+
+ALGORITHM names this procedure; change it when a change would move any assignment.
 """
 
 from __future__ import annotations
