@@ -1,0 +1,81 @@
+"""End to end through a real Celery worker process on Redis and a committed PostgreSQL database."""
+
+from __future__ import annotations
+
+import io
+import random
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from platform_core.config import Settings
+from tests.fixtures_dicom import PLANTED, radiograph, to_bytes
+from tests.services import WorkerProcess, wait_for
+
+pytestmark = pytest.mark.services
+
+
+def test_worker_builds_the_pixel_cache(tmp_path: Path, pg_url: str, redis_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import build_state, create_app
+    from platform_core.auth import service
+    from platform_core.dicom import cache
+
+    # A Redis database of its own, so workers of other test runs do not take these tasks.
+    broker = f"{redis_url.rstrip('/')}/{random.randint(1, 15)}"
+    env = {
+        "MEDTUNE_DATA_DIR": str(tmp_path / "data"),
+        "MEDTUNE_DATABASE_URL": pg_url,
+        "MEDTUNE_OBJECT_STORE_URL": f"file://{tmp_path / 'objects'}",
+        "MEDTUNE_BROKER_URL": broker,
+        "MEDTUNE_RESULT_BACKEND": broker,
+        "MEDTUNE_DEID_SECRET": "e2e-" + secrets.token_hex(8),
+    }
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=pg_url,
+        object_store_url=env["MEDTUNE_OBJECT_STORE_URL"],
+        broker_url=broker,
+        result_backend=broker,
+        deid_secret=env["MEDTUNE_DEID_SECRET"],
+    )
+    state = build_state(settings)
+    with state.sessions() as s:
+        project = service.create_project(s, f"e2e-{secrets.token_hex(4)}")
+        _key, raw = service.create_key(s, project)
+        s.commit()
+    auth = {"Authorization": f"Bearer {raw}"}
+    worker = WorkerProcess(env, tmp_path / "worker.log", queues="ingest").start()
+    try:
+        with TestClient(create_app(state=state)) as client:
+            body = {"name": "e2e", "task": "binary", "labels": ["x"], "options": {"cache_size": 96}}
+            ds_id = client.post("/v1/datasets", json=body, headers=auth).json()["id"]
+            files = [("files", (f"{PLANTED['patient_name']}.dcm", to_bytes(radiograph(patient=60 + i)), "application/dicom"))
+                     for i in range(2)]  # fmt: skip
+            r = client.post(f"/v1/datasets/{ds_id}/files", files=files, headers=auth)
+            assert [d["outcome"] for d in r.json()["data"]] == ["queued", "queued"]
+
+            def ready() -> Any:
+                got = client.get(f"/v1/datasets/{ds_id}", headers=auth).json()
+                return got if got["status"] == "ready" else None
+
+            done = wait_for(ready, 90, interval=0.5, what="the worker to build the pixel cache")
+            assert done["counts"]["accepted"] == 2, worker.output()[-2000:]
+            images = client.get(f"/v1/datasets/{ds_id}/images", headers=auth).json()["data"]
+            assert all(i["pixel_sha256"] for i in images)
+        keys = list(state.store.list(f"datasets/{ds_id}/cache/"))
+        assert len(keys) == 2
+        arr = cache.decode(state.store.get_bytes(keys[0]))
+        assert max(arr.shape) == 96
+        log = worker.output()
+        assert "ingest.process_image" in log
+        for value in PLANTED.values():
+            assert value not in log
+        assert not any(io.BytesIO(state.store.get_bytes(k)).read().find(PLANTED["patient_id"].encode()) >= 0
+                       for k in state.store.list(""))  # fmt: skip
+    finally:
+        worker.stop()
+        state.engine.dispose()
