@@ -53,8 +53,10 @@ def test_worker_builds_the_pixel_cache(tmp_path: Path, pg_url: str, redis_url: s
         with TestClient(create_app(state=state)) as client:
             body = {"name": "e2e", "task": "binary", "labels": ["x"], "options": {"cache_size": 96}}
             ds_id = client.post("/v1/datasets", json=body, headers=auth).json()["id"]
-            files = [("files", (f"{PLANTED['patient_name']}.dcm", to_bytes(radiograph(patient=60 + i)), "application/dicom"))
-                     for i in range(2)]  # fmt: skip
+            name = f"{PLANTED['patient_name']}.dcm"
+            files = [
+                ("files", (name, to_bytes(radiograph(patient=60 + i)), "application/dicom")) for i in range(2)
+            ]
             r = client.post(f"/v1/datasets/{ds_id}/files", files=files, headers=auth)
             assert [d["outcome"] for d in r.json()["data"]] == ["queued", "queued"]
 
