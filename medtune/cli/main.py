@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from medtune.cli import server
+from medtune.cli import client_commands, server
 
 app = typer.Typer(no_args_is_help=True, help="medtune: fine-tune and serve medical-imaging models.")
 app.add_typer(server.db_app, name="db")
 app.add_typer(server.admin_app, name="admin")
 app.command("up")(server.up)
 app.command("worker")(server.worker)
+client_commands.register(app)
 
 if __name__ == "__main__":
     app()

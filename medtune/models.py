@@ -1,0 +1,292 @@
+"""Typed responses of the REST API (pydantic). Unknown fields are kept, so a newer server never breaks
+an older SDK; fields the SDK relies on are typed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T", bound="Resource")
+
+
+class Resource(BaseModel):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+
+# --- project and keys -----------------------------------------------------------------------
+
+
+class Project(Resource):
+    id: str
+    name: str
+    key_id: str
+    scopes: list[str]
+
+
+class ApiKey(Resource):
+    id: str
+    name: str = ""
+    prefix: str = ""
+    scopes: list[str] = Field(default_factory=list)
+    created_at: datetime | None = None
+    revoked_at: datetime | None = None
+    key: str | None = None  # only in the answer that created it
+
+
+# --- datasets -------------------------------------------------------------------------------
+
+
+class DatasetOptions(Resource):
+    min_image_size: int = 128
+    modalities: list[str] = Field(default_factory=lambda: ["CR", "DX"])
+    cache_size: int = 512
+    dates: str = "shift"
+    retain_patient_characteristics: bool = False
+    burned_in_annotation: str = "reject"
+
+
+class LabelCounts(Resource):
+    positives: int = 0
+    negatives: int = 0
+
+
+class DatasetCounts(Resource):
+    received: int = 0
+    accepted: int = 0
+    rejected: dict[str, int] = Field(default_factory=dict)
+    duplicates: int = 0
+    pending: int = 0
+    studies: int = 0
+    patients: int = 0
+    labelled_studies: int = 0
+    labels: dict[str, LabelCounts] = Field(default_factory=dict)
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+
+class Dataset(Resource):
+    id: str
+    object: str = "dataset"
+    name: str
+    task: str
+    labels: list[str]
+    options: DatasetOptions = Field(default_factory=DatasetOptions)
+    status: str = "ingesting"
+    counts: DatasetCounts = Field(default_factory=DatasetCounts)
+    version: str | None = None
+    created_at: datetime | None = None
+
+
+class FileOutcome(Resource):
+    index: int
+    filename: str
+    outcome: str  # queued | duplicate | rejected
+    reason: str | None = None
+    image_id: str | None = None
+
+
+class UploadResult(Resource):
+    """The outcome of every file of an upload, in the order the files were given."""
+
+    data: list[FileOutcome] = Field(default_factory=list)
+    failed: list[str] = Field(default_factory=list, description="files whose request failed after retries")
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for f in self.data if f.outcome == outcome)
+
+    @property
+    def queued(self) -> int:
+        return self.count("queued")
+
+    @property
+    def duplicates(self) -> int:
+        return self.count("duplicate")
+
+    @property
+    def rejected(self) -> int:
+        return self.count("rejected")
+
+
+class RowError(Resource):
+    row: int
+    column: str | None = None
+    message: str
+
+
+class LabelImport(Resource):
+    rows: int = 0
+    imported: int = 0
+    matched: int = 0
+    unmatched: int = 0
+    errors: list[RowError] = Field(default_factory=list)
+
+
+class Image(Resource):
+    id: str
+    status: str
+    reason: str | None = None
+    source: str | None = None
+    study_pseudonym: str | None = None
+    patient_pseudonym: str | None = None
+    labels: dict[str, int] | None = None
+    rows: int | None = None
+    columns: int | None = None
+    size_bytes: int | None = None
+    modality: str | None = None
+    created_at: datetime | None = None
+
+
+# --- splits ---------------------------------------------------------------------------------
+
+
+class Split(Resource):
+    id: str
+    dataset_id: str | None = None
+    dataset_version: str | None = None
+    seed: int | None = None
+    fractions: dict[str, float] | None = None
+    column: str | None = None
+    sha256: str | None = None
+    counts: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+# --- fine-tuning ----------------------------------------------------------------------------
+
+
+class JobError(Resource):
+    code: str | None = None
+    message: str = ""
+    param: str | None = None
+
+
+class JobProgress(Resource):
+    epoch: int | None = None
+    epochs: int | None = None
+    step: int | None = None
+    steps: int | None = None
+    eta_seconds: float | None = None
+
+
+class JobBest(Resource):
+    epoch: int | None = None
+    metric: str | None = None
+    value: float | None = None
+
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class Job(Resource):
+    id: str
+    object: str = "fine_tuning.job"
+    status: str
+    dataset_id: str | None = None
+    dataset_version: str | None = None
+    base_model: str | None = None
+    weights: str | None = None
+    method: dict[str, Any] | None = None
+    hyperparameters: dict[str, Any] | None = None
+    checkpoint_metric: str | None = None
+    split: dict[str, Any] | None = None
+    progress: JobProgress | None = None
+    best: JobBest | None = None
+    result: dict[str, Any] | None = None
+    error: JobError | None = None
+    mlflow_url: str | None = None
+    group_id: str | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class JobEvent(Resource):
+    id: str | None = None
+    level: str = "info"
+    type: str = "message"
+    message: str = ""
+    data: dict[str, Any] | None = None
+    created_at: datetime | None = None
+
+
+class Checkpoint(Resource):
+    id: str | None = None
+    epoch: int
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    best: bool | None = None
+    created_at: datetime | None = None
+
+
+class JobGroup(Resource):
+    id: str
+    jobs: list[Any] = Field(default_factory=list)
+    status: str | None = None
+    summary: dict[str, Any] | None = None
+    created_at: datetime | None = None
+
+
+class BaseModelEntry(Resource):
+    """A catalog entry (architecture) or a registered checkpoint for one."""
+
+    name: str | None = None
+    id: str | None = None
+    architecture: str | None = None
+    weights_available: bool | None = None
+    input_size: Any = None
+
+
+# --- registry and inference ----------------------------------------------------------------
+
+
+class ModelVersion(Resource):
+    name: str | None = None
+    version: int | None = None
+    status: str | None = None
+    job_id: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+    metrics: dict[str, Any] | None = None
+    manifest: dict[str, Any] | None = None
+    loaded: bool | None = None
+    created_at: datetime | None = None
+
+
+class RegisteredModel(Resource):
+    name: str
+    versions: list[ModelVersion] = Field(default_factory=list)
+    aliases: dict[str, int] = Field(default_factory=dict)
+    latest_version: int | None = None
+    created_at: datetime | None = None
+
+
+class Prediction(Resource):
+    probabilities: dict[str, float]
+    predicted: dict[str, bool] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    heatmap: str | None = None
+
+
+class PredictResult(Resource):
+    model: str
+    version: int | None = None
+    predictions: list[Prediction]
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+class PageData(BaseModel, Generic[T]):
+    """One page of a list: `{data, has_more, first_id, last_id}`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    data: list[T]
+    has_more: bool = False
+    first_id: str | None = None
+    last_id: str | None = None

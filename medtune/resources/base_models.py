@@ -1,0 +1,51 @@
+"""`client.base_models`: the backbone catalog, and registering your own checkpoint for an architecture."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from medtune.models import BaseModelEntry
+from medtune.resources._base import AsyncResource, SyncResource
+from medtune.resources._files import PathLike
+from medtune.resources.datasets import UPLOAD_TIMEOUT
+
+
+def _entries(payload: Any) -> list[BaseModelEntry]:
+    items = payload.get("data", []) if isinstance(payload, dict) else payload
+    return [BaseModelEntry.model_validate(item) for item in items]
+
+
+def _checkpoint(path: PathLike) -> Callable[[], list[tuple[str, Any]]]:
+    def files() -> list[tuple[str, Any]]:
+        p = Path(path)
+        return [("file", (p.name, p.open("rb"), "application/octet-stream"))]
+
+    return files
+
+
+class BaseModels(SyncResource):
+    def list(self) -> list[BaseModelEntry]:
+        """Catalog entries and registered checkpoints, with whether weights are available."""
+        return _entries(self._client.request("GET", "/v1/base-models").json())
+
+    def register(self, architecture: str, checkpoint: PathLike, *, name: str | None = None) -> BaseModelEntry:
+        """Upload a safetensors/.pth checkpoint for a catalog architecture (bring your own weights)."""
+        data = {"architecture": architecture, **({"name": name} if name else {})}
+        response = self._client.request("POST", "/v1/base-models", files=_checkpoint(checkpoint), data=data,
+                                        timeout=UPLOAD_TIMEOUT)  # fmt: skip
+        return BaseModelEntry.model_validate(response.json())
+
+
+class AsyncBaseModels(AsyncResource):
+    async def list(self) -> list[BaseModelEntry]:
+        return _entries((await self._client.request("GET", "/v1/base-models")).json())
+
+    async def register(
+        self, architecture: str, checkpoint: PathLike, *, name: str | None = None
+    ) -> BaseModelEntry:
+        data = {"architecture": architecture, **({"name": name} if name else {})}
+        response = await self._client.request("POST", "/v1/base-models", files=_checkpoint(checkpoint),
+                                              data=data, timeout=UPLOAD_TIMEOUT)  # fmt: skip
+        return BaseModelEntry.model_validate(response.json())

@@ -1,0 +1,139 @@
+"""`client.models`: the registry (promote a job, versions, aliases, archive) and prediction."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medtune.models import Job, ModelVersion, PredictResult, RegisteredModel
+from medtune.pagination import AsyncPage, Page
+from medtune.resources._base import AsyncResource, SyncResource, id_of, seg
+from medtune.resources._files import PathLike, content_type
+
+MODELS = "/v1/models"
+Input = PathLike | bytes
+
+
+def _promote_body(job: str | Job, name: str, checkpoint: str | int) -> dict[str, Any]:
+    return {"job_id": id_of(job), "name": name, "checkpoint": checkpoint}
+
+
+def _sniff(data: bytes) -> str:
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    return "application/dicom"
+
+
+def predict_request(inputs: Input | Sequence[Input]) -> dict[str, Any]:
+    """One image goes as its own body (application/dicom, image/png or image/jpeg); several as
+    multipart `files` parts."""
+    items: list[Input] = list(inputs) if isinstance(inputs, list | tuple) else [inputs]  # type: ignore[list-item]
+    if not items:
+        raise ValueError("predict needs at least one image")
+    if len(items) == 1:
+        data, kind = _read(items[0])
+        return {"content": data, "headers": {"Content-Type": kind}}
+
+    def files() -> list[tuple[str, Any]]:
+        parts = []
+        for i, item in enumerate(items):
+            data, kind = _read(item)
+            name = Path(item).name if not isinstance(item, bytes) else f"image-{i}"
+            parts.append(("files", (name, data, kind)))
+        return parts
+
+    return {"files": files}
+
+
+def _read(item: Input) -> tuple[bytes, str]:
+    if isinstance(item, bytes):
+        return item, _sniff(item)
+    path = Path(item)
+    data = path.read_bytes()
+    kind = content_type(path.name)
+    return data, kind if kind != "application/octet-stream" else _sniff(data)
+
+
+def instances_body(inputs: Sequence[Input]) -> dict[str, Any]:
+    """The JSON form: `{instances: [{dicom_base64 | image_base64}]}`."""
+    out = []
+    for item in inputs:
+        data, kind = _read(item)
+        key = "dicom_base64" if kind == "application/dicom" else "image_base64"
+        out.append({key: base64.b64encode(data).decode()})
+    return {"instances": out}
+
+
+class Models(SyncResource):
+    def promote(self, job: str | Job, name: str, *, checkpoint: str | int = "best") -> ModelVersion:
+        """Register the job's best (or a given epoch's) checkpoint as the next version of `name`."""
+        return self._client.post(MODELS, ModelVersion, json=_promote_body(job, name, checkpoint))
+
+    def list(self, *, limit: int | None = None, after: str | None = None) -> Page[RegisteredModel]:
+        return self._client.page(MODELS, RegisteredModel, {"limit": limit, "after": after})
+
+    def get(self, name: str) -> RegisteredModel:
+        return self._client.get(f"{MODELS}/{seg(name)}", RegisteredModel)
+
+    def version(self, name: str, version: int) -> ModelVersion:
+        return self._client.get(f"{MODELS}/{seg(name)}/versions/{int(version)}", ModelVersion)
+
+    def set_alias(self, name: str, alias: str, version: int, *, force: bool = False) -> ModelVersion:
+        """Point `alias` (e.g. "champion") at a version; moving it to a version with a lower test
+        AUROC than the current holder's needs `force=True`."""
+        body = {"version": int(version), "force": force}
+        return self._client.put(f"{MODELS}/{seg(name)}/aliases/{seg(alias)}", ModelVersion, json=body)
+
+    def archive(self, name: str, version: int) -> ModelVersion:
+        """The version stops serving; its record stays."""
+        return self._client.delete(f"{MODELS}/{seg(name)}/versions/{int(version)}", ModelVersion)
+
+    def predict(
+        self, ref: str, inputs: Input | Sequence[Input], *, explain: bool = False, as_json: bool = False
+    ) -> PredictResult:
+        """Probabilities for one or more images (DICOM, PNG or JPEG; paths or bytes). `ref` is `name`
+        (the champion alias, else the latest), `name:N` or `name@alias`; `explain` adds heatmaps."""
+        path = f"{MODELS}/{seg(ref)}/predict"
+        params = {"explain": "true"} if explain else None
+        if as_json:
+            items: list[Input] = list(inputs) if isinstance(inputs, list | tuple) else [inputs]  # type: ignore[list-item]
+            return self._client.post(path, PredictResult, json=instances_body(items), params=params,
+                                     idempotent=True)  # fmt: skip
+        response = self._client.request(
+            "POST", path, params=params, idempotent=True, **predict_request(inputs)
+        )
+        return PredictResult.model_validate(response.json())
+
+
+class AsyncModels(AsyncResource):
+    async def promote(self, job: str | Job, name: str, *, checkpoint: str | int = "best") -> ModelVersion:
+        return await self._client.post(MODELS, ModelVersion, json=_promote_body(job, name, checkpoint))
+
+    async def list(self, *, limit: int | None = None, after: str | None = None) -> AsyncPage[RegisteredModel]:
+        return await self._client.page(MODELS, RegisteredModel, {"limit": limit, "after": after})
+
+    async def get(self, name: str) -> RegisteredModel:
+        return await self._client.get(f"{MODELS}/{seg(name)}", RegisteredModel)
+
+    async def version(self, name: str, version: int) -> ModelVersion:
+        return await self._client.get(f"{MODELS}/{seg(name)}/versions/{int(version)}", ModelVersion)
+
+    async def set_alias(self, name: str, alias: str, version: int, *, force: bool = False) -> ModelVersion:
+        body = {"version": int(version), "force": force}
+        return await self._client.put(f"{MODELS}/{seg(name)}/aliases/{seg(alias)}", ModelVersion, json=body)
+
+    async def archive(self, name: str, version: int) -> ModelVersion:
+        return await self._client.delete(f"{MODELS}/{seg(name)}/versions/{int(version)}", ModelVersion)
+
+    async def predict(
+        self, ref: str, inputs: Input | Sequence[Input], *, explain: bool = False
+    ) -> PredictResult:
+        path = f"{MODELS}/{seg(ref)}/predict"
+        params = {"explain": "true"} if explain else None
+        response = await self._client.request("POST", path, params=params, idempotent=True,
+                                              **predict_request(inputs))  # fmt: skip
+        return PredictResult.model_validate(response.json())
