@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +21,7 @@ import yaml
 from sqlalchemy import create_engine, inspect, text
 
 from platform_core.config import Settings
+from tests.services import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -399,3 +403,58 @@ def test_migrate_replicas_wait_for_the_lock(pg_url: str, tmp_path: Path) -> None
         output, _ = proc.communicate(timeout=120)
     engine.dispose()
     assert proc.returncode == 0, output
+
+
+# --- the worker command and its healthcheck, run as written ------------------------------------------
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_worker_command_consumes_and_its_healthcheck_answers(redis_url: str, tmp_path: Path) -> None:
+    worker = SERVICES["worker"]
+    db = 8 + secrets.randbelow(8)  # a Redis database of its own: no other test's queues or workers
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDTUNE_")}
+    env |= {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        "PYTHONPATH": str(ROOT),
+        "HOSTNAME": socket.gethostname(),  # as in a container, where %h and $HOSTNAME agree
+        "MEDTUNE_DATA_DIR": str(tmp_path),
+        "MEDTUNE_BROKER_URL": f"{redis_url}/{db}",
+        "MEDTUNE_RESULT_BACKEND": f"{redis_url}/{db}",
+    }
+    (kind, health) = worker["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    with (tmp_path / "worker.log").open("wb") as log:
+        proc = subprocess.Popen(
+            worker["command"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+
+        def ready() -> bool:
+            assert proc.poll() is None, (tmp_path / "worker.log").read_text()
+            return "ready." in (tmp_path / "worker.log").read_text()
+
+        wait_for(ready, timeout=90, what="the worker to start")
+        check = subprocess.run(["sh", "-c", health.replace("$$", "$")], cwd=tmp_path, env=env, timeout=60)
+        assert check.returncode == 0
+        roundtrip = (
+            "from worker.app import celery_app\n"
+            "print(celery_app.send_task('system.ping', queue='train').get(timeout=30)['pong'])\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", roundtrip],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.stdout.strip() == "True", out.stderr
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
