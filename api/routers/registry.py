@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.routers import datasets, dicomweb, keys, projects, splits
+from api.routers import base_models, datasets, dicomweb, jobs, keys, projects, splits
 
 ROUTERS = [
     projects.router,
@@ -10,4 +10,6 @@ ROUTERS = [
     splits.router,
     datasets.router,
     dicomweb.router,
+    jobs.router,
+    base_models.router,
 ]

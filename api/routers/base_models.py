@@ -1,0 +1,45 @@
+"""Base models: the catalog with weight availability, and registering your own weights (bring your own
+foundation model: a .safetensors or .pth for a catalog architecture)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+
+from api.deps import AuditDep, SessionDep, StateDep, StoreDep, require
+from api.pagination import Page
+from platform_core.auth.scopes import Scope
+from platform_core.auth.service import Principal
+from platform_core.training.jobs import service
+from platform_core.training.jobs.schemas import BaseModelOut
+
+router = APIRouter(prefix="/base-models", tags=["base-models"])
+Reader = Annotated[Principal, Depends(require(Scope.MODELS_READ))]
+Writer = Annotated[Principal, Depends(require(Scope.MODELS_WRITE))]
+
+
+@router.get("")
+def list_base_models(session: SessionDep, principal: Reader) -> Page[BaseModelOut]:
+    items = service.base_models(session, principal.project_id)
+    return Page(data=items, has_more=False, first_id=items[0].id if items else None,
+                last_id=items[-1].id if items else None)  # fmt: skip
+
+
+@router.post("", status_code=201)
+def register_base_model(
+    state: StateDep,
+    session: SessionDep,
+    store: StoreDep,
+    principal: Writer,
+    audit: AuditDep,
+    architecture: Annotated[str, Form(description="a catalog name, e.g. eva02_base_patch14_224")],
+    name: Annotated[str, Form(max_length=200)],
+    file: Annotated[UploadFile, File(description=".safetensors or .pth state dict")],
+) -> BaseModelOut:
+    record = service.register_base_model(
+        session, store, principal.project_id, name, architecture, file.filename or "weights", file.file,
+        state.settings.max_upload_bytes,
+    )  # fmt: skip
+    audit("base_model.register", "base_model", record.id)
+    return service.registered_out(record)

@@ -1,0 +1,1 @@
+"""Fine-tuning jobs: tables, repository, service, schemas, and the run a train worker executes."""

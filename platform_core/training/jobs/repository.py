@@ -1,0 +1,120 @@
+"""Queries for jobs, events, checkpoints, groups and registered base-model weights."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from platform_core.errors import NotFound
+from platform_core.training.jobs.models import BaseModelWeights, Job, JobCheckpoint, JobEvent, JobGroup
+
+
+def get_job(session: Session, job_id: str, project_id: str | None = None, lock: bool = False) -> Job:
+    q = select(Job).where(Job.id == job_id)
+    if project_id is not None:
+        q = q.where(Job.project_id == project_id)
+    if lock:
+        q = q.with_for_update()
+    job = session.scalar(q)
+    if job is None:
+        raise NotFound(f"no fine-tuning job {job_id}")
+    return job
+
+
+def list_jobs(session: Session, project_id: str, limit: int, after: str | None) -> Sequence[Job]:
+    q = select(Job).where(Job.project_id == project_id)
+    if after:
+        q = q.where(Job.id < after)
+    return session.scalars(q.order_by(Job.id.desc()).limit(limit)).all()
+
+
+def group_jobs(session: Session, group_id: str) -> Sequence[Job]:
+    return session.scalars(select(Job).where(Job.group_id == group_id).order_by(Job.id)).all()
+
+
+def get_group(session: Session, group_id: str, project_id: str) -> JobGroup:
+    group = session.scalar(select(JobGroup).where(JobGroup.id == group_id, JobGroup.project_id == project_id))
+    if group is None:
+        raise NotFound(f"no fine-tuning job group {group_id}")
+    return group
+
+
+def list_events(
+    session: Session, job_id: str, limit: int, after: str | None, ascending: bool
+) -> Sequence[JobEvent]:
+    q = select(JobEvent).where(JobEvent.job_id == job_id)
+    if after:
+        q = q.where(JobEvent.id > after if ascending else JobEvent.id < after)
+    order = JobEvent.id.asc() if ascending else JobEvent.id.desc()
+    return session.scalars(q.order_by(order).limit(limit)).all()
+
+
+def list_checkpoints(session: Session, job_id: str) -> Sequence[JobCheckpoint]:
+    return session.scalars(
+        select(JobCheckpoint).where(JobCheckpoint.job_id == job_id).order_by(JobCheckpoint.epoch)
+    ).all()
+
+
+def last_checkpoint(session: Session, job_id: str) -> JobCheckpoint | None:
+    q = (
+        select(JobCheckpoint)
+        .where(JobCheckpoint.job_id == job_id)
+        .order_by(JobCheckpoint.epoch.desc())
+        .limit(1)
+    )
+    return session.scalar(q)
+
+
+def checkpoint_at(session: Session, job_id: str, epoch: int) -> JobCheckpoint | None:
+    return session.scalar(
+        select(JobCheckpoint).where(JobCheckpoint.job_id == job_id, JobCheckpoint.epoch == epoch)
+    )
+
+
+def delete_checkpoints_after(session: Session, job_id: str, epoch: int) -> None:
+    for ckpt in session.scalars(
+        select(JobCheckpoint).where(JobCheckpoint.job_id == job_id, JobCheckpoint.epoch > epoch)
+    ):
+        session.delete(ckpt)
+
+
+def cancel_requested(session: Session, job_id: str) -> bool:
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def touch(session: Session, job_id: str, now: datetime) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=now))
+
+
+def stale_running(session: Session, before: datetime) -> Sequence[Job]:
+    q = (
+        select(Job)
+        .where(Job.status == "running", Job.heartbeat_at < before)
+        .with_for_update(skip_locked=True)
+    )
+    return session.scalars(q).all()
+
+
+def get_base_model(session: Session, base_model_id: str, project_id: str) -> BaseModelWeights:
+    q = select(BaseModelWeights).where(
+        BaseModelWeights.id == base_model_id, BaseModelWeights.project_id == project_id
+    )
+    found = session.scalar(q)
+    if found is None:
+        raise NotFound(f"no registered base model {base_model_id}")
+    return found
+
+
+def list_base_models(session: Session, project_id: str) -> Sequence[BaseModelWeights]:
+    q = select(BaseModelWeights).where(BaseModelWeights.project_id == project_id)
+    return session.scalars(q.order_by(BaseModelWeights.id.desc())).all()
+
+
+def base_model_by_name(session: Session, project_id: str, name: str) -> BaseModelWeights | None:
+    q = select(BaseModelWeights).where(
+        BaseModelWeights.project_id == project_id, BaseModelWeights.name == name
+    )
+    return session.scalar(q)

@@ -1,0 +1,45 @@
+"""Fine-tuning tasks: validate a job (CPU queue), run it (`train` queue, one job per GPU), requeue stale."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.app import celery_app
+from worker.context import context
+
+
+def _dispatch() -> Any:
+    from worker.app import dispatcher
+
+    return dispatcher(celery_app)
+
+
+@celery_app.task(name="train.validate")
+def validate(job_id: str) -> None:
+    from platform_core.db.session import unit_of_work
+    from platform_core.training.jobs import service
+
+    ctx = context()
+    with unit_of_work(ctx.sessions, _dispatch()) as session:
+        service.validate(session, job_id, ctx.store)
+
+
+# acks_late with reject_on_worker_lost (the app's defaults): a worker killed mid-run has the message
+# redelivered, and the run continues from its last checkpoint.
+@celery_app.task(name="train.run")
+def run(job_id: str) -> str:
+    from platform_core.training.jobs.runner import RunOptions, mlflow_tracker, run_job
+
+    ctx = context()
+    settings = ctx.settings
+    tracker = mlflow_tracker(settings.mlflow_tracking_uri or "", settings.mlflow_ui_url)
+    return run_job(ctx.sessions, ctx.store, job_id, tracker, RunOptions(), _dispatch())
+
+
+@celery_app.task(name="train.requeue_stale")
+def requeue_stale() -> list[str]:
+    from platform_core.db.session import unit_of_work
+    from platform_core.training.jobs import service
+
+    with unit_of_work(context().sessions, _dispatch()) as session:
+        return service.requeue_stale(session)
