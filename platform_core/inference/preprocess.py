@@ -1,0 +1,136 @@
+"""Request bytes -> the model's input tensor, by the very functions ingestion and training use.
+
+DICOM: parse, the dataset's header filters, decode with LUTs/windowing, the pixel-cache scaling
+(platform_core.dicom); PNG/JPEG: the image decoder ingestion uses. Then training's own resize,
+[0, 1] conversion (CacheDataset, no augmentation, as in evaluation) and normalisation (Normalize).
+Nothing here writes or logs the bytes it is given.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from platform_core.dicom import pixels
+from platform_core.dicom.read import Rejected, looks_like_dicom, parse
+from platform_core.dicom.validate import Filters, check
+from platform_core.errors import Invalid, UnsupportedMediaType
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+MAX_PIXELS = 100_000_000  # as ingestion: a decompression bomb is refused before decoding
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The pixel pipeline settings a model version was trained with (recorded in its manifest)."""
+
+    cache_size: int
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    min_image_size: int = 128
+    modalities: tuple[str, ...] = ("CR", "DX")
+    burned_in_annotation: str = "reject"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cache_size": self.cache_size,
+            "image_size": self.image_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "min_image_size": self.min_image_size,
+            "modalities": list(self.modalities),
+            "burned_in_annotation": self.burned_in_annotation,
+            "pixel_pipeline": "dicom.pixels.decode|decode_image -> to_cache -> data.resize_uint16 -> /65535 "
+            "-> Normalize(mean, std)",
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
+        return cls(
+            cache_size=int(d["cache_size"]),
+            image_size=int(d["image_size"]),
+            mean=(float(d["mean"][0]), float(d["mean"][1]), float(d["mean"][2])),
+            std=(float(d["std"][0]), float(d["std"][1]), float(d["std"][2])),
+            min_image_size=int(d.get("min_image_size", 128)),
+            modalities=tuple(d.get("modalities", ("CR", "DX"))),
+            burned_in_annotation=str(d.get("burned_in_annotation", "reject")),
+        )
+
+    @property
+    def filters(self) -> Filters:
+        return Filters(self.min_image_size, frozenset(self.modalities), self.burned_in_annotation)
+
+
+def sniff(data: bytes) -> str:
+    """'dicom', 'png' or 'jpeg' from the bytes themselves (a declared media type is only a hint)."""
+    if data.startswith(PNG_MAGIC):
+        return "png"
+    if data.startswith(JPEG_MAGIC):
+        return "jpeg"
+    if looks_like_dicom(data):
+        return "dicom"
+    return "unknown"
+
+
+def cache_pixels(data: bytes, prep: Preprocessing) -> np.ndarray:
+    """The uint16 array ingestion would have written to the pixel cache for these bytes."""
+    kind = sniff(data)
+    try:
+        if kind in ("png", "jpeg"):
+            _check_image_size(data, prep)
+            img = pixels.decode_image(data)
+        else:
+            try:
+                parsed = parse(data)
+            except Rejected as exc:
+                if exc.reason == "not_dicom":
+                    raise UnsupportedMediaType(
+                        "the body is neither DICOM, PNG nor JPEG", param="file"
+                    ) from None
+                raise
+            check(parsed.dataset, prep.filters)
+            img = pixels.decode(parsed.dataset)
+        return pixels.to_cache(img, prep.cache_size)
+    except Rejected as exc:
+        raise Invalid(f"the image was rejected: {exc.reason}", param="file") from None
+
+
+def _check_image_size(data: bytes, prep: Preprocessing) -> None:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except Exception:
+        raise Rejected("undecodable") from None
+    if width * height > MAX_PIXELS:
+        raise Rejected("too_large")
+    if min(width, height) < prep.min_image_size:
+        raise Rejected("too_small")
+
+
+def to_input(cached: np.ndarray, prep: Preprocessing) -> torch.Tensor:
+    """Cache pixels -> the normalised 3 x S x S tensor, through training's own code."""
+    from platform_core.training.data import CacheDataset, Normalize, resize_uint16
+
+    resized = resize_uint16(cached, prep.image_size)[None]
+    x, _ = CacheDataset(resized, np.zeros((1, 1), dtype=np.float32))[0]
+    with torch.no_grad():
+        out: torch.Tensor = Normalize(prep.mean, prep.std)(x[None])[0]
+    return out
+
+
+def preprocess(data: bytes, prep: Preprocessing) -> tuple[torch.Tensor, np.ndarray]:
+    """(model input, the [0, 1] grey image at model size for overlays)."""
+    cached = cache_pixels(data, prep)
+    x = to_input(cached, prep)
+    from platform_core.training.data import resize_uint16
+
+    grey = resize_uint16(cached, prep.image_size).astype(np.float32) / 65535.0
+    return x, grey
