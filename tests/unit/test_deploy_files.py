@@ -21,7 +21,7 @@ import yaml
 from sqlalchemy import create_engine, inspect, text
 
 from platform_core.config import Settings
-from tests.services import wait_for
+from tests.services import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -455,6 +455,49 @@ def test_worker_command_consumes_and_its_healthcheck_answers(redis_url: str, tmp
             timeout=60,
         )
         assert out.stdout.strip() == "True", out.stderr
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_api_entrypoint_migrates_then_serves_and_its_healthcheck_answers(tmp_path: Path) -> None:
+    # The script as the image runs it, with the image's /app and port 8000 swapped for this machine's.
+    port = str(free_port())
+    script = tmp_path / "entrypoint-api.sh"
+    script.write_text(
+        (DOCKER / "entrypoint-api.sh").read_text().replace(IMAGE_ROOT, f"{ROOT}/").replace("8000", port)
+    )
+    (kind, *health) = SERVICES["api"]["healthcheck"]["test"]
+    assert kind == "CMD"
+    health = [sys.executable if arg == "python" else arg.replace("8000", port) for arg in health]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDTUNE_")}
+    env |= {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        "PYTHONPATH": str(ROOT),
+        "MEDTUNE_ENV": "production",
+        "MEDTUNE_DEID_SECRET": "a-private-deployment-secret",
+        "MEDTUNE_DATA_DIR": str(tmp_path / "data"),
+    }
+    with (tmp_path / "api.log").open("wb") as log:
+        proc = subprocess.Popen(
+            ["sh", str(script)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+
+        def healthy() -> bool:
+            assert proc.poll() is None, (tmp_path / "api.log").read_text()
+            return subprocess.run(health, capture_output=True, timeout=30).returncode == 0
+
+        wait_for(healthy, timeout=90, interval=0.5, what="the API healthcheck")
+        engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'medtune.sqlite'}")
+        assert "projects" in inspect(engine).get_table_names()  # migrated before serving
+        engine.dispose()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
