@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from platform_core.dicom import pixels
 from platform_core.dicom.read import Rejected, looks_like_dicom, parse
 from platform_core.dicom.validate import Filters, check
 from platform_core.errors import Invalid, UnsupportedMediaType
+
+if TYPE_CHECKING:  # torch is imported where tensors are made, so the API can read manifests without it
+    import torch
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -117,6 +119,8 @@ def _check_image_size(data: bytes, prep: Preprocessing) -> None:
 
 def to_input(cached: np.ndarray, prep: Preprocessing) -> torch.Tensor:
     """Cache pixels -> the normalised 3 x S x S tensor, through training's own code."""
+    import torch
+
     from platform_core.training.data import CacheDataset, Normalize, resize_uint16
 
     resized = resize_uint16(cached, prep.image_size)[None]

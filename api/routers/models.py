@@ -1,0 +1,244 @@
+"""Registered models: promote a job, versions, aliases, archive; predictions (DICOM, PNG, JPEG,
+multipart, base64 JSON) and batch prediction jobs. Model work runs in the threadpool, never on the
+event loop; torch loads only inside platform_core.inference.serving's functions."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from api.deps import AuditDep, JsonOnly, SessionDep, StateDep, require
+from api.pagination import Page
+from api.state import AppState
+from platform_core.auth.scopes import Scope
+from platform_core.auth.service import Principal
+from platform_core.errors import Invalid, UnsupportedMediaType
+from platform_core.inference import serving
+from platform_core.registry import service
+from platform_core.registry.models import ModelVersion, RegisteredModel
+from platform_core.registry.schemas import (
+    AliasSet,
+    BatchCreate,
+    BatchOut,
+    ModelCreate,
+    ModelDetail,
+    ModelOut,
+    PredictJson,
+    PredictOut,
+    VersionOut,
+)
+
+log = logging.getLogger("medtune.api")
+
+router = APIRouter(prefix="/models", tags=["models"])
+Reader = Annotated[Principal, Depends(require(Scope.MODELS_READ))]
+Writer = Annotated[Principal, Depends(require(Scope.MODELS_WRITE))]
+Caller = Annotated[Principal, Depends(require(Scope.INFERENCE))]
+
+IMAGE_TYPES = ("application/dicom", "image/png", "image/jpeg", "application/octet-stream")
+
+
+def _version_out(session: Session, model: RegisteredModel, v: ModelVersion) -> VersionOut:
+    return VersionOut(
+        id=v.id, model=model.name, version=v.number, ref=f"{model.name}:{v.number}", status=v.status,
+        job_id=v.job_id, epoch=v.epoch, aliases=service.version_aliases(session, v), test_auroc=v.test_auroc,
+        mlflow_version=v.mlflow_version, loaded=serving.loaded(v.id), manifest=v.manifest,
+        created_at=v.created_at, archived_at=v.archived_at,
+    )  # fmt: skip
+
+
+def _model_out(session: Session, model: RegisteredModel) -> ModelOut:
+    by_id = {v.id: v.number for v in service.list_versions(session, model)}
+    named = {alias: by_id[vid] for alias, vid in service.aliases(session, model).items() if vid in by_id}
+    return ModelOut(
+        id=model.id,
+        name=model.name,
+        latest_version=model.latest_number,
+        aliases=named,
+        created_at=model.created_at,
+    )
+
+
+def _warm(state: AppState, manifest: dict[str, Any]) -> None:
+    try:
+        serving.warm(state.settings, state.store, manifest)
+    except Exception as exc:  # the first prediction will load it (and say why if it cannot)
+        log.warning("warm-up of %s:%s failed: %s", manifest.get("model"), manifest.get("version"), exc)
+
+
+@router.post("", status_code=201, dependencies=[JsonOnly])
+def promote(
+    body: ModelCreate, session: SessionDep, state: StateDep, principal: Writer, audit: AuditDep,
+    background: BackgroundTasks,
+) -> VersionOut:  # fmt: skip
+    version = service.promote(
+        session, state.store, principal.project_id, body, state.settings.mlflow_tracking_uri
+    )
+    audit("model.version.create", "model_version", version.id)
+    model = service.get_model(session, principal.project_id, body.name)
+    background.add_task(_warm, state, version.manifest)
+    return _version_out(session, model, version)
+
+
+@router.get("")
+def list_models(
+    session: SessionDep,
+    principal: Reader,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    after: str | None = None,
+) -> Page[ModelOut]:
+    models = service.list_models(session, principal.project_id, limit + 1, after)
+    return Page.build([_model_out(session, m) for m in models], limit)
+
+
+@router.get("/{ref}")
+def get_model(ref: str, session: SessionDep, principal: Reader) -> ModelDetail:
+    """A model by name (with the version `name` serves), or one version by `name:N` / `name@alias`."""
+    model, version = service.resolve(session, principal.project_id, ref, serving=False)
+    serving_version = version if version.status == "ready" else None
+    return ModelDetail(
+        **_model_out(session, model).model_dump(),
+        serving=_version_out(session, model, serving_version) if serving_version else None,
+    )
+
+
+@router.get("/{name}/versions")
+def list_versions(name: str, session: SessionDep, principal: Reader) -> Page[VersionOut]:
+    model = service.get_model(session, principal.project_id, name)
+    versions = [_version_out(session, model, v) for v in service.list_versions(session, model)]
+    return Page.build(versions, len(versions) or 1)
+
+
+@router.get("/{name}/versions/{number}")
+def get_version(name: str, number: int, session: SessionDep, principal: Reader) -> VersionOut:
+    model = service.get_model(session, principal.project_id, name)
+    return _version_out(session, model, service.version_by_number(session, model, number))
+
+
+@router.delete("/{name}/versions/{number}")
+def archive_version(
+    name: str, number: int, session: SessionDep, principal: Writer, audit: AuditDep
+) -> VersionOut:
+    version = service.archive(session, principal.project_id, name, number)
+    audit("model.version.archive", "model_version", version.id)
+    serving.evict(version.id)
+    return _version_out(session, service.get_model(session, principal.project_id, name), version)
+
+
+@router.put("/{name}/aliases/{alias}", dependencies=[JsonOnly])
+def set_alias(
+    name: str,
+    alias: str,
+    body: AliasSet,
+    session: SessionDep,
+    state: StateDep,
+    principal: Writer,
+    audit: AuditDep,
+) -> ModelOut:
+    import re
+
+    from platform_core.registry import tracking
+    from platform_core.registry.schemas import ALIAS_PATTERN
+
+    if not re.match(ALIAS_PATTERN, alias):
+        raise Invalid(
+            "an alias is lowercase letters, digits, '-' and '_', starting with a letter", param="alias"
+        )
+    record = service.set_alias(session, principal.project_id, name, alias, body)
+    audit("model.alias.set", "model_alias", record.id)
+    model = service.get_model(session, principal.project_id, name)
+    version = service.version_by_number(session, model, body.version)
+    if state.settings.mlflow_tracking_uri:
+        tracking.set_alias(
+            state.settings.mlflow_tracking_uri, principal.project_id, name, alias, version.mlflow_version
+        )
+    return _model_out(session, model)
+
+
+# --- predictions ------------------------------------------------------------------------------
+
+
+async def _bodies(request: Request) -> list[bytes]:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media in IMAGE_TYPES:
+        data = await request.body()
+        if not data:
+            raise Invalid("the body is empty", param="file")
+        return [data]
+    if media == "multipart/form-data":
+        form = await request.form()
+        files = [await v.read() for _, v in form.multi_items() if not isinstance(v, str)]
+        if not files:
+            raise Invalid("the multipart body holds no files", param="file")
+        return files
+    if media == "application/json" or media.endswith("+json"):
+        try:
+            body = PredictJson.model_validate_json(await request.body())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            param = ".".join(str(p) for p in first.get("loc", ())) or None
+            raise Invalid(
+                f"{param}: {first.get('msg')}" if param else str(first.get("msg")), param=param
+            ) from None
+        out = []
+        for i, inst in enumerate(body.instances):
+            encoded = inst.dicom_base64 or inst.image_base64
+            if not encoded or (inst.dicom_base64 and inst.image_base64):
+                raise Invalid("each instance has one of dicom_base64 or image_base64", param=f"instances.{i}")
+            try:
+                out.append(base64.b64decode(encoded, validate=True))
+            except (binascii.Error, ValueError):
+                raise Invalid("not valid base64", param=f"instances.{i}") from None
+        return out
+    raise UnsupportedMediaType(
+        "send application/dicom, image/png, image/jpeg, multipart/form-data or JSON, "
+        f"not '{media or 'nothing'}'"
+    )
+
+
+@router.post("/{ref}/predict")
+async def predict(
+    ref: str, request: Request, session: SessionDep, state: StateDep, principal: Caller, explain: bool = False
+) -> PredictOut:
+    bodies = await _bodies(request)
+    model, version = await run_in_threadpool(service.resolve, session, principal.project_id, ref)
+    manifest = version.manifest
+    predictions = await run_in_threadpool(
+        serving.predict, state.settings, state.store, manifest, bodies, explain
+    )
+    return PredictOut.model_validate(
+        {"model": model.name, "version": version.number, "predictions": predictions}
+    )
+
+
+@router.post("/{ref}/batch-predictions", status_code=202, dependencies=[JsonOnly])
+def create_batch(
+    ref: str, body: BatchCreate, session: SessionDep, principal: Writer, audit: AuditDep
+) -> BatchOut:
+    batch = service.create_batch(session, principal.project_id, ref, body)
+    audit("batch_prediction.create", "batch_prediction", batch.id)
+    return _batch_out(session, batch.id, principal.project_id)
+
+
+@router.get("/batch-predictions/{batch_id}")
+def get_batch(batch_id: str, session: SessionDep, principal: Reader) -> BatchOut:
+    return _batch_out(session, batch_id, principal.project_id)
+
+
+def _batch_out(session: Session, batch_id: str, project_id: str) -> BatchOut:
+    b = service.get_batch(session, project_id, batch_id)
+    v = session.get(ModelVersion, b.version_id)
+    assert v is not None
+    return BatchOut(
+        id=b.id, model=v.manifest["model"], version=v.number, dataset_id=b.dataset_id, split_id=b.split_id,
+        split=b.split, status=b.status, count=b.count, metrics=b.metrics, output_key=b.output_key,
+        error=b.error,
+        created_at=b.created_at, finished_at=b.finished_at,
+    )  # fmt: skip

@@ -1,0 +1,83 @@
+"""Batch predictions over one split of an ingested dataset: a CSV per job and, with labels, metrics.
+
+Runs in the `infer` worker through the same serving engine (and the same pixel cache) as REST.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from platform_core.config import Settings
+from platform_core.datasets.models import Image
+from platform_core.db.session import unit_of_work
+from platform_core.registry.models import BatchPrediction, ModelVersion
+from platform_core.splits.models import DatasetVersionImage, Split, SplitAssignment
+from platform_core.storage import ObjectStore
+
+
+def run(sessions: sessionmaker[Session], store: ObjectStore, settings: Settings, batch_id: str) -> str:
+    """Idempotent: a finished job is left as it is."""
+    from platform_core.inference import serving
+    from platform_core.training import metrics as M
+
+    with unit_of_work(sessions) as s:
+        batch = s.get(BatchPrediction, batch_id)
+        if batch is None or batch.status in ("succeeded", "failed"):
+            return batch.status if batch else "missing"
+        batch.status = "running"
+    with sessions() as s:
+        batch = s.get(BatchPrediction, batch_id)
+        assert batch is not None
+        version = s.get(ModelVersion, batch.version_id)
+        split = s.get(Split, batch.split_id)
+        assert version is not None and split is not None
+        manifest = dict(version.manifest)
+        q = (
+            select(SplitAssignment.image_id, Image.cache_key, DatasetVersionImage.labels)
+            .join(Image, Image.id == SplitAssignment.image_id)
+            .join(
+                DatasetVersionImage,
+                (DatasetVersionImage.image_id == SplitAssignment.image_id)
+                & (DatasetVersionImage.version_id == split.dataset_version_id),
+            )
+            .where(SplitAssignment.split_id == split.id, SplitAssignment.split == batch.split)
+            .order_by(SplitAssignment.image_id)
+        )
+        rows = [(i, k, dict(lab or {})) for i, k, lab in s.execute(q).tuples() if k]
+    try:
+        preds = serving.predict_cached(settings, store, manifest, [k for _, k, _ in rows])
+    except Exception as exc:
+        with unit_of_work(sessions) as s:
+            failed = s.get(BatchPrediction, batch_id)
+            assert failed is not None
+            failed.status, failed.error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+            failed.finished_at = datetime.now(UTC)
+        return "failed"
+    labels = list(manifest["labels"])
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["image_id", *(f"p_{n}" for n in labels), *(f"predicted_{n}" for n in labels)])
+    for (image_id, _, _), p in zip(rows, preds, strict=True):
+        writer.writerow([image_id, *(repr(p["probabilities"][n]) for n in labels),
+                         *(int(p["predicted"][n]) for n in labels)])  # fmt: skip
+    key = f"batch_predictions/{batch_id}/predictions.csv"
+    store.put_bytes(key, buf.getvalue().encode(), "text/csv")
+    metrics = None
+    known = [(r, p) for r, p in zip(rows, preds, strict=True) if all(r[2].get(n) is not None for n in labels)]
+    if known:
+        y = np.asarray([[r[2][n] for n in labels] for r, _ in known], dtype=np.float32)
+        prob = np.asarray([[p["probabilities"][n] for n in labels] for _, p in known], dtype=np.float64)
+        thresholds = [float(manifest["thresholds"].get(n, 0.5)) for n in labels]
+        metrics = {"n": len(known), **M.compute(y, prob, labels, thresholds)}
+    with unit_of_work(sessions) as s:
+        done = s.get(BatchPrediction, batch_id)
+        assert done is not None
+        done.status, done.output_key, done.count, done.metrics = "succeeded", key, len(rows), metrics
+        done.finished_at = datetime.now(UTC)
+    return "succeeded"

@@ -1,0 +1,1 @@
+"""The model registry: named models, numbered versions with self-describing manifests, aliases."""

@@ -1,0 +1,14 @@
+"""Inference tasks on the `infer` queue: batch predictions over a dataset split."""
+
+from __future__ import annotations
+
+from worker.app import celery_app
+from worker.context import context
+
+
+@celery_app.task(name="infer.batch_predictions")
+def batch_predictions(batch_id: str) -> str:
+    from platform_core.inference import batch
+
+    ctx = context()
+    return batch.run(ctx.sessions, ctx.store, ctx.settings, batch_id)
