@@ -11,7 +11,7 @@ from platform_core.config import Settings, get_settings
 from platform_core.db.outbox import TaskMessage
 
 QUEUES = ("ingest", "train", "infer")
-TASK_MODULES = ["worker.tasks.system", "worker.tasks.ingest", "worker.tasks.train"]
+TASK_MODULES = ["worker.tasks.system", "worker.tasks.ingest", "worker.tasks.train", "worker.tasks.infer"]
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:

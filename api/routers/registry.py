@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.routers import base_models, datasets, dicomweb, jobs, keys, projects, splits
+from api.routers import base_models, datasets, dicomweb, jobs, keys, models, projects, splits
 
 ROUTERS = [
     projects.router,
@@ -12,4 +12,5 @@ ROUTERS = [
     dicomweb.router,
     jobs.router,
     base_models.router,
+    models.router,
 ]
