@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import platform_core.db.models  # noqa: F401  (every table, so foreign keys resolve in this process)
 from worker.app import celery_app
 from worker.context import context
 
@@ -20,8 +21,14 @@ def validate(job_id: str) -> None:
     from platform_core.training.jobs import service
 
     ctx = context()
-    with unit_of_work(ctx.sessions, _dispatch()) as session:
-        service.validate(session, job_id, ctx.store)
+    try:
+        with unit_of_work(ctx.sessions, _dispatch()) as session:
+            service.validate(session, job_id, ctx.store)
+    except Exception:
+        # Never leave a job in validating_files: record the failure, then let Celery log the trace.
+        with unit_of_work(ctx.sessions) as session:
+            service.fail_unexpectedly(session, job_id, "validation")
+        raise
 
 
 # acks_late with reject_on_worker_lost (the app's defaults): a worker killed mid-run has the message

@@ -287,9 +287,10 @@ class _Run:
         keys: dict[str, str | None] = {}
         for i in range(0, len(ids), 1000):
             chunk = ids[i : i + 1000]
-            keys.update(
-                dict(s.execute(select(Image.id, Image.cache_key).where(Image.id.in_(chunk))).tuples())
-            )
+            for image_id, cache_key in s.execute(
+                select(Image.id, Image.cache_key).where(Image.id.in_(chunk))
+            ):
+                keys[image_id] = cache_key
         out: dict[str, list[Sample]] = {"train": [], "val": [], "test": []}
         skipped = 0
         for r in verified.rows:

@@ -73,6 +73,12 @@ def fail(session: Session, job: Job, code: str, message: str, param: str | None 
     set_status(session, job, "failed", message, level="error")
 
 
+def fail_unexpectedly(session: Session, job_id: str, stage: str) -> None:
+    job = repo.get_job(session, job_id, lock=True)
+    if not job.is_terminal:
+        fail(session, job, "internal_error", f"{stage} failed unexpectedly; see the worker log")
+
+
 def error_code(exc: PlatformError) -> str:
     return str(getattr(exc, "code", None) or exc.type)
 
