@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import secrets
 import signal
 import time
@@ -26,8 +25,15 @@ from tests.services import WorkerProcess, wait_for
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 N_IMAGES = 60
-FAST = {"epochs": 3, "batch_size": 8, "learning_rate": 0.003, "image_size": 32, "augmentation": "none",
-        "warmup_epochs": 0, "early_stopping_patience": None}  # fmt: skip
+FAST = {
+    "epochs": 3,
+    "batch_size": 8,
+    "learning_rate": 0.003,
+    "image_size": 32,
+    "augmentation": "none",
+    "warmup_epochs": 0,
+    "early_stopping_patience": None,
+}
 
 
 @dataclass
@@ -65,15 +71,27 @@ def _ingest(settings: Settings, project_id: str) -> str:
     sessions = make_sessionmaker(make_engine(settings.db_url))
     rng = np.random.default_rng(0)
     with sessions() as s:
-        dataset = Dataset(id=new_id("ds"), project_id=project_id, name=f"toy-{secrets.token_hex(3)}",
-                          task="binary", labels=["finding"], options={"cache_size": 64}, duplicate_count=0)  # fmt: skip
+        dataset = Dataset(
+            id=new_id("ds"),
+            project_id=project_id,
+            name=f"toy-{secrets.token_hex(3)}",
+            task="binary",
+            labels=["finding"],
+            options={"cache_size": 64},
+            duplicate_count=0,
+        )
         s.add(dataset)
         s.flush()
         for i in range(N_IMAGES):
             label = i % 2
             key_hmac = hashlib.sha256(f"study-{dataset.id}-{i}".encode()).hexdigest()
-            study = Study(id=new_id("st"), dataset_id=dataset.id, study_key_hmac=key_hmac,
-                          study_pseudonym=f"2.25.{i}", patient_pseudonym=f"pat-{i}")  # fmt: skip
+            study = Study(
+                id=new_id("st"),
+                dataset_id=dataset.id,
+                study_key_hmac=key_hmac,
+                study_pseudonym=f"2.25.{i}",
+                patient_pseudonym=f"pat-{i}",
+            )
             s.add(study)
             s.add(
                 StudyLabel(
@@ -86,10 +104,22 @@ def _ingest(settings: Settings, project_id: str) -> str:
             cache_key = f"datasets/{dataset.id}/cache/{image_id}.png"
             store.put_bytes(cache_key, cache.encode(pixels), cache.CONTENT_TYPE)
             s.flush()
-            s.add(Image(id=image_id, dataset_id=dataset.id, study_id=study.id, study_pseudonym=study.study_pseudonym,
-                        patient_pseudonym=study.patient_pseudonym, sop_instance_uid_pseudonym=f"2.25.{1000 + i}",
-                        source="png", status="accepted", cache_key=cache_key,
-                        pixel_sha256=cache.content_hash(pixels), rows=64, columns=64))  # fmt: skip
+            s.add(
+                Image(
+                    id=image_id,
+                    dataset_id=dataset.id,
+                    study_id=study.id,
+                    study_pseudonym=study.study_pseudonym,
+                    patient_pseudonym=study.patient_pseudonym,
+                    sop_instance_uid_pseudonym=f"2.25.{1000 + i}",
+                    source="png",
+                    status="accepted",
+                    cache_key=cache_key,
+                    pixel_sha256=cache.content_hash(pixels),
+                    rows=64,
+                    columns=64,
+                )
+            )
         s.commit()
         return dataset.id
 
@@ -114,10 +144,14 @@ def _make_env(tmp: Path, pg_url: str, broker: str, extra: dict[str, str] | None 
         **(extra or {}),
     }
     settings = Settings(
-        data_dir=data, database_url=pg_url, object_store_url=env["MEDTUNE_OBJECT_STORE_URL"], broker_url=broker,
-        result_backend=env["MEDTUNE_RESULT_BACKEND"], mlflow_tracking_uri=env["MEDTUNE_MLFLOW_TRACKING_URI"],
+        data_dir=data,
+        database_url=pg_url,
+        object_store_url=env["MEDTUNE_OBJECT_STORE_URL"],
+        broker_url=broker,
+        result_backend=env["MEDTUNE_RESULT_BACKEND"],
+        mlflow_tracking_uri=env["MEDTUNE_MLFLOW_TRACKING_URI"],
         deid_secret=env["MEDTUNE_DEID_SECRET"],
-    )  # fmt: skip
+    )
     sessions = make_sessionmaker(make_engine(pg_url))
     with sessions() as s:
         project = auth.create_project(s, f"jobs-{secrets.token_hex(4)}")
@@ -142,8 +176,15 @@ def worker(fs_env: Env) -> Iterator[WorkerProcess]:
 
 
 def _create(env: Env, **fields: Any) -> dict[str, Any]:
-    body = {"dataset_id": env.dataset_id, "split": {"seed": 1}, "base_model": "test_resnet", "weights": "random",
-            "method": {"type": "lora", "lora": {"r": 4, "alpha": 8}}, "hyperparameters": dict(FAST), **fields}  # fmt: skip
+    body = {
+        "dataset_id": env.dataset_id,
+        "split": {"seed": 1},
+        "base_model": "test_resnet",
+        "weights": "random",
+        "method": {"type": "lora", "lora": {"r": 4, "alpha": 8}},
+        "hyperparameters": dict(FAST),
+        **fields,
+    }
     r = env.client.post("/v1/fine-tuning/jobs", json=body, headers=env.headers)
     assert r.status_code == 201, r.text
     job: dict[str, Any] = r.json()
@@ -161,11 +202,14 @@ def _wait(
     env: Env, job_id: str, statuses: tuple[str, ...], worker: WorkerProcess, timeout: float = 180
 ) -> dict:
     try:
-        return wait_for(lambda: (j := _get(env, job_id))["status"] in statuses and j, timeout, 0.5,
-                        what=f"job {job_id} to reach {statuses}")  # fmt: skip
-    except TimeoutError:
-        print(worker.output()[-5000:])
-        raise
+        return wait_for(
+            lambda: (j := _get(env, job_id))["status"] in statuses and j,
+            timeout,
+            0.5,
+            what=f"job {job_id} to reach {statuses}",
+        )
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}\nworker log tail:\n{worker.output()[-5000:]}") from None
 
 
 def test_job_succeeds_learns_and_logs_each_epoch_to_mlflow(fs_env: Env, worker: WorkerProcess) -> None:
@@ -185,8 +229,16 @@ def test_job_succeeds_learns_and_logs_each_epoch_to_mlflow(fs_env: Env, worker: 
     run = MlflowClient(fs_env.settings.mlflow_tracking_uri).get_run(done["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.tags["medtune.split_sha256"] == done["split"]["sha256"]
     client = MlflowClient(fs_env.settings.mlflow_tracking_uri)
-    for metric in ("train_loss", "val_loss", "val_auroc", "val_auprc", "val_sensitivity", "val_specificity",
-                   "val_f1", "val_accuracy"):  # fmt: skip
+    for metric in (
+        "train_loss",
+        "val_loss",
+        "val_auroc",
+        "val_auprc",
+        "val_sensitivity",
+        "val_specificity",
+        "val_f1",
+        "val_accuracy",
+    ):
         history = client.get_metric_history(run.info.run_id, metric)
         assert sorted(m.step for m in history) == [1, 2, 3], metric
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -221,8 +273,14 @@ def test_weights_unavailable_fail_in_validation_with_how_to_register(
 def test_cancel_a_running_job_and_resume_it(fs_env: Env, worker: WorkerProcess) -> None:
     job = _create(fs_env, hyperparameters={**FAST, "epochs": 40})
     _wait(fs_env, job["id"], ("running",), worker, timeout=120)
-    wait_for(lambda: fs_env.client.get(f"/v1/fine-tuning/jobs/{job['id']}/checkpoints",
-                                       headers=fs_env.headers).json()["data"], 120, 0.5, what="a checkpoint")  # fmt: skip
+    wait_for(
+        lambda: fs_env.client.get(
+            f"/v1/fine-tuning/jobs/{job['id']}/checkpoints", headers=fs_env.headers
+        ).json()["data"],
+        120,
+        0.5,
+        what="a checkpoint",
+    )
     r = fs_env.client.post(f"/v1/fine-tuning/jobs/{job['id']}/cancel", headers=fs_env.headers)
     assert r.status_code == 200
     done = _wait(fs_env, job["id"], ("cancelled",), worker, timeout=60)
@@ -239,8 +297,10 @@ def test_cancel_a_running_job_and_resume_it(fs_env: Env, worker: WorkerProcess) 
     events = fs_env.client.get(
         f"/v1/fine-tuning/jobs/{job['id']}/events?limit=200", headers=fs_env.headers
     ).json()
-    assert any(e["message"].startswith(f"resuming from the checkpoint of epoch {kept[-1]['epoch']}")
-               for e in events["data"])  # fmt: skip
+    assert any(
+        e["message"].startswith(f"resuming from the checkpoint of epoch {kept[-1]['epoch']}")
+        for e in events["data"]
+    )
 
 
 def test_a_cancelled_queued_job_never_starts(fs_env: Env, worker: WorkerProcess) -> None:
@@ -254,15 +314,24 @@ def test_a_cancelled_queued_job_never_starts(fs_env: Env, worker: WorkerProcess)
 
 def test_early_stopping(fs_env: Env, worker: WorkerProcess) -> None:
     hp = {**FAST, "epochs": 6, "learning_rate": 0.0, "early_stopping_patience": 1}
-    done = _wait(fs_env, _create(fs_env, hyperparameters=hp, checkpoint_metric="val_loss")["id"],
-                 ("succeeded", "failed"), worker)  # fmt: skip
+    done = _wait(
+        fs_env,
+        _create(fs_env, hyperparameters=hp, checkpoint_metric="val_loss")["id"],
+        ("succeeded", "failed"),
+        worker,
+    )
     assert done["status"] == "succeeded" and done["best"]["epoch"] == 1
     assert done["progress"]["epoch"] == 2
 
 
 def test_group_reports_mean_sd_and_ci_over_seeds(fs_env: Env, worker: WorkerProcess) -> None:
-    body = {"dataset_id": fs_env.dataset_id, "base_model": "test_resnet", "weights": "random",
-            "hyperparameters": {**FAST, "epochs": 2}, "split_seeds": [11, 12]}  # fmt: skip
+    body = {
+        "dataset_id": fs_env.dataset_id,
+        "base_model": "test_resnet",
+        "weights": "random",
+        "hyperparameters": {**FAST, "epochs": 2},
+        "split_seeds": [11, 12],
+    }
     r = fs_env.client.post("/v1/fine-tuning/job-groups", json=body, headers=fs_env.headers)
     assert r.status_code == 201, r.text
     group = r.json()
@@ -292,11 +361,21 @@ def test_worker_killed_mid_run_resumes_from_its_checkpoint_on_redis(
     second = None
     try:
         job = _create(env, hyperparameters={**FAST, "epochs": 30})
-        wait_for(lambda: env.client.get(f"/v1/fine-tuning/jobs/{job['id']}/checkpoints",
-                                        headers=env.headers).json()["data"], 180, 0.5, what="a checkpoint")  # fmt: skip
+        wait_for(
+            lambda: env.client.get(
+                f"/v1/fine-tuning/jobs/{job['id']}/checkpoints", headers=env.headers
+            ).json()["data"],
+            180,
+            0.5,
+            what="a checkpoint",
+        )
         first.stop(signal.SIGKILL)
-        epoch_at_kill = max(c["epoch"] for c in env.client.get(f"/v1/fine-tuning/jobs/{job['id']}/checkpoints",
-                                                               headers=env.headers).json()["data"])  # fmt: skip
+        epoch_at_kill = max(
+            c["epoch"]
+            for c in env.client.get(
+                f"/v1/fine-tuning/jobs/{job['id']}/checkpoints", headers=env.headers
+            ).json()["data"]
+        )
         second = WorkerProcess(env.env, tmp_path / "w2.log").start()
         _wait(env, job["id"], ("running",), second)
         wait_for(lambda: _get(env, job["id"])["attempts"] == 2, 120, 0.5, what="the redelivered run")
@@ -324,10 +403,18 @@ def test_stale_heartbeat_requeues(fs_env: Env) -> None:
 
     sessions = make_sessionmaker(make_engine(fs_env.settings.db_url))
     with sessions() as s:
-        job = service.create_job(s, fs_env.project_id, service.JobCreate(dataset_id=fs_env.dataset_id,
-                                 base_model="test_vit", weights="random"))  # fmt: skip
-        s.execute(text("UPDATE fine_tuning_jobs SET status='running', heartbeat_at=now() - interval '1 hour' "
-                       "WHERE id=:id"), {"id": job.id})  # fmt: skip
+        job = service.create_job(
+            s,
+            fs_env.project_id,
+            service.JobCreate(dataset_id=fs_env.dataset_id, base_model="test_vit", weights="random"),
+        )
+        s.execute(
+            text(
+                "UPDATE fine_tuning_jobs SET status='running', heartbeat_at=now() - interval '1 hour' "
+                "WHERE id=:id"
+            ),
+            {"id": job.id},
+        )
         s.expire_all()
         assert job.id in service.requeue_stale(s, stale_after_s=60)
         s.refresh(job)
@@ -340,16 +427,25 @@ def test_auto_resolution_and_request_errors(fs_env: Env) -> None:
     from platform_core.training.jobs.service import resolve_hyperparameters
 
     hp, method = resolve_hyperparameters(
-        {"epochs": "auto", "batch_size": 16}, {"type": "lora", "lora": {"r": "auto"}}, catalog.get("test_vit"), 400,
+        {"epochs": "auto", "batch_size": 16},
+        {"type": "lora", "lora": {"r": "auto"}},
+        catalog.get("test_vit"),
+        400,
         [0.1],
-    )  # fmt: skip
+    )
     assert hp["batch_size"] == 16 and hp["epochs"] == 10 and hp["image_size"] == 160 and hp["class_weighting"]
     assert method["lora"] == {"r": 8, "alpha": 16, "dropout": 0.1}
-    r = fs_env.client.post("/v1/fine-tuning/jobs", headers=fs_env.headers,
-                           json={"dataset_id": fs_env.dataset_id, "base_model": "nope"})  # fmt: skip
+    r = fs_env.client.post(
+        "/v1/fine-tuning/jobs",
+        headers=fs_env.headers,
+        json={"dataset_id": fs_env.dataset_id, "base_model": "nope"},
+    )
     assert r.status_code == 422 and r.json()["error"]["param"] == "base_model"
-    r = fs_env.client.post("/v1/fine-tuning/jobs", headers=fs_env.headers,
-                           json={"dataset_id": "ds_missing", "base_model": "test_vit"})  # fmt: skip
+    r = fs_env.client.post(
+        "/v1/fine-tuning/jobs",
+        headers=fs_env.headers,
+        json={"dataset_id": "ds_missing", "base_model": "test_vit"},
+    )
     assert r.status_code == 404
     listed = fs_env.client.get("/v1/base-models", headers=fs_env.headers).json()["data"]
     assert {"test_vit", "vit_base_patch16_224", "eva02_base_patch14_224"} <= {m["id"] for m in listed}
