@@ -147,7 +147,9 @@ class Split(Resource):
     id: str
     dataset_id: str | None = None
     dataset_version: str | None = None
+    source: str | None = None  # seeded | column
     seed: int | None = None
+    seed_drawn: bool | None = None
     fractions: dict[str, float] | None = None
     column: str | None = None
     sha256: str | None = None
@@ -199,7 +201,9 @@ class Job(Resource):
     error: JobError | None = None
     mlflow_url: str | None = None
     group_id: str | None = None
+    labels: list[str] | None = None
     created_at: datetime | None = None
+    started_at: datetime | None = None
     finished_at: datetime | None = None
 
     @property
@@ -219,27 +223,37 @@ class JobEvent(Resource):
 class Checkpoint(Resource):
     id: str | None = None
     epoch: int
+    step: int | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
-    best: bool | None = None
+    is_best: bool = False
+    sha256: str | None = None
+    size_bytes: int | None = None
     created_at: datetime | None = None
 
 
 class JobGroup(Resource):
     id: str
-    jobs: list[Any] = Field(default_factory=list)
+    split_seeds: list[int] = Field(default_factory=list)
+    jobs: list[Job] = Field(default_factory=list)
     status: str | None = None
-    summary: dict[str, Any] | None = None
+    summary: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime | None = None
 
 
 class BaseModelEntry(Resource):
     """A catalog entry (architecture) or a registered checkpoint for one."""
 
-    name: str | None = None
-    id: str | None = None
-    architecture: str | None = None
-    weights_available: bool | None = None
-    input_size: Any = None
+    id: str
+    name: str
+    architecture: str
+    input_size: int | None = None
+    family: str | None = None
+    description: str | None = None
+    weights: str = "pretrained"  # what a job's `weights` field takes for this entry
+    weights_available: bool = False
+    sha256: str | None = None
+    size_bytes: int | None = None
+    created_at: datetime | None = None
 
 
 # --- registry and inference ----------------------------------------------------------------

@@ -30,9 +30,10 @@ class BaseModels(SyncResource):
         """Catalog entries and registered checkpoints, with whether weights are available."""
         return _entries(self._client.request("GET", "/v1/base-models").json())
 
-    def register(self, architecture: str, checkpoint: PathLike, *, name: str | None = None) -> BaseModelEntry:
-        """Upload a safetensors/.pth checkpoint for a catalog architecture (bring your own weights)."""
-        data = {"architecture": architecture, **({"name": name} if name else {})}
+    def register(self, name: str, architecture: str, checkpoint: PathLike) -> BaseModelEntry:
+        """Upload a safetensors/.pth state dict for a catalog architecture (bring your own foundation
+        model); jobs then name it in `weights` (the entry's `weights` field)."""
+        data = {"architecture": architecture, "name": name}
         response = self._client.request("POST", "/v1/base-models", files=_checkpoint(checkpoint), data=data,
                                         timeout=UPLOAD_TIMEOUT)  # fmt: skip
         return BaseModelEntry.model_validate(response.json())
@@ -42,10 +43,8 @@ class AsyncBaseModels(AsyncResource):
     async def list(self) -> list[BaseModelEntry]:
         return _entries((await self._client.request("GET", "/v1/base-models")).json())
 
-    async def register(
-        self, architecture: str, checkpoint: PathLike, *, name: str | None = None
-    ) -> BaseModelEntry:
-        data = {"architecture": architecture, **({"name": name} if name else {})}
+    async def register(self, name: str, architecture: str, checkpoint: PathLike) -> BaseModelEntry:
+        data = {"architecture": architecture, "name": name}
         response = await self._client.request("POST", "/v1/base-models", files=_checkpoint(checkpoint),
                                               data=data, timeout=UPLOAD_TIMEOUT)  # fmt: skip
         return BaseModelEntry.model_validate(response.json())

@@ -7,10 +7,11 @@ import asyncio
 import builtins
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from medtune._progress import NullProgress, training_bar, wanted
+from medtune._transport import ServerSentEvent
 from medtune.models import Checkpoint, Dataset, Job, JobEvent, Split
 from medtune.pagination import AsyncPage, Page
 from medtune.resources._base import AsyncResource, SyncResource, id_of
@@ -75,12 +76,21 @@ def event_metrics(event: JobEvent) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _event(sse_data: str) -> JobEvent | None:
+def _event(sse: ServerSentEvent) -> JobEvent | None:
     try:
-        payload = json.loads(sse_data)
+        payload = json.loads(sse.data)
     except ValueError:
         return None
     return JobEvent.model_validate(payload) if isinstance(payload, dict) else None
+
+
+def newest_metrics(events: Iterable[JobEvent]) -> dict[str, Any]:
+    """The most recent per-epoch metrics among events listed newest first."""
+    for event in events:
+        data = event_metrics(event)
+        if "epoch" in data:
+            return data
+    return {}
 
 
 class _Bar:
@@ -102,12 +112,15 @@ class _Bar:
     def show(self, job: Job) -> None:
         p = job.progress
         total = p.epochs if p and p.epochs else None
-        completed = (p.epoch or 0) if p else 0
+        completed = 0.0
+        if p and p.epoch:
+            # The epoch under way, counted by the share of its steps done.
+            completed = p.epoch - 1 + ((p.step or 0) / p.steps if p.steps else 1)
         if job.status == "succeeded" and total:
             completed = total
         self.bar.update(
             self.task,
-            description=f"{job.id} epoch {completed}/{total or '?'}",
+            description=f"{job.id} epoch {p.epoch if p and p.epoch else 0}/{total or '?'}",
             total=total,
             completed=completed,
             status=job.status,
@@ -147,7 +160,9 @@ class Jobs(SyncResource):
     def stream(self, job: str | Job) -> Iterator[JobEvent]:
         """Events as they happen (server-sent events); ends when the job is finished."""
         for sse in self._client.events(f"{JOBS}/{id_of(job)}/events/stream"):
-            if (event := _event(sse.data)) is not None:
+            if sse.event == "end":
+                return
+            if (event := _event(sse)) is not None:
                 yield event
 
     def wait(
@@ -163,14 +178,10 @@ class Jobs(SyncResource):
         AUROC, best so far) when a person is watching. Returns the final job; never raises for a
         failed job (check `job.status` and `job.error`); TimeoutError after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        last_event: str | None = None
         with _Bar(progress) as bar:
             while True:
                 current = self.get(job)
-                page = self.events(current, after=last_event, limit=100)
-                for event in page.data:
-                    bar.latest.update(event_metrics(event))
-                last_event = page.last_id or last_event
+                bar.latest = newest_metrics(self.events(current, limit=20).data) or bar.latest
                 bar.show(current)
                 if on_update is not None:
                     on_update(current)
@@ -211,7 +222,9 @@ class AsyncJobs(AsyncResource):
 
     async def stream(self, job: str | Job) -> AsyncIterator[JobEvent]:
         async for sse in self._client.events(f"{JOBS}/{id_of(job)}/events/stream"):
-            if (event := _event(sse.data)) is not None:
+            if sse.event == "end":
+                return
+            if (event := _event(sse)) is not None:
                 yield event
 
     async def wait(self, job: str | Job, *, timeout: float | None = None, poll_interval: float = 2.0) -> Job:
