@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     max_zip_ratio: float = 200.0
     cors_origins: list[str] = Field(default_factory=list)
 
+    # How often the beat looks for running jobs whose worker stopped beating (and requeues them).
+    stale_job_check_s: float = 60.0
+
     adapter_cache_size: int = 16
     batch_window_ms: float = 5.0
     max_batch_size: int = 32

@@ -52,6 +52,14 @@ def make_celery(settings: Settings | None = None) -> Celery:
         result_expires=3600,
         worker_hijack_root_logger=False,
         task_track_started=True,
+        # Run by `celery beat` (`medtune up` starts one; compose's worker-cpu runs it with --beat).
+        beat_schedule={
+            "requeue-stale-jobs": {
+                "task": "train.requeue_stale",
+                "schedule": settings.stale_job_check_s,
+                "options": {"queue": "ingest", "expires": settings.stale_job_check_s},
+            }
+        },
     )
     return app
 

@@ -83,19 +83,27 @@ def worker(
     queues: Annotated[str, typer.Option(help="queues to consume")] = "ingest,train,infer",
     concurrency: Annotated[int, typer.Option(help="processes; one per GPU for training")] = 1,
     data_dir: Annotated[Path | None, typer.Option(help="embedded data folder")] = None,
+    beat: Annotated[
+        bool, typer.Option(help="also run the beat (stale-job requeue); one per deployment")
+    ] = False,
 ) -> None:
     """Run a Celery worker on the configured broker."""
     _use_data_dir(data_dir)
-    _server()
-    os.execvp(sys.executable, [sys.executable, *worker_argv(queues, concurrency)])
+    settings = _server()
+    schedule = settings.data_dir / "celerybeat-schedule" if beat else None
+    os.execvp(sys.executable, [sys.executable, *worker_argv(queues, concurrency, schedule)])
 
 
-def worker_argv(queues: str, concurrency: int) -> list[str]:
-    return [
+def worker_argv(queues: str, concurrency: int, beat_schedule: Path | None = None) -> list[str]:
+    argv = [
         "-m", "celery", "-A", "worker.app:celery_app", "worker",
         "-Q", queues, "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip",
         "--without-mingle",
     ]  # fmt: skip
+    if beat_schedule is not None:
+        # The embedded beat requeues jobs whose worker vanished; one beat per deployment.
+        argv += ["--beat", "--schedule", str(beat_schedule)]
+    return argv
 
 
 def up(

@@ -56,9 +56,10 @@ def run_embedded(settings: Any, host: str, port: int, mlflow_port: int, console:
         "MEDTUNE_MLFLOW_UI_URL": os.environ.get("MEDTUNE_MLFLOW_UI_URL", mlflow_url),
     }
     artifacts = settings.data_dir / "mlflow-artifacts"
+    beat_schedule = settings.data_dir / "celerybeat-schedule"
     commands = {
         "api": [sys.executable, "-m", "uvicorn", "api.asgi:app", "--host", host, "--port", str(port)],
-        "worker": [sys.executable, *worker_argv("ingest,train,infer", 1)],
+        "worker": [sys.executable, *worker_argv("ingest,train,infer", 1, beat_schedule)],
         "mlflow": [
             sys.executable, "-m", "mlflow", "server",
             "--backend-store-uri", settings.mlflow_tracking_uri,

@@ -69,6 +69,8 @@ def test_up_runs_the_platform_and_stops_cleanly(tmp_path: Path) -> None:
         celery = make_celery(Settings(data_dir=data))
         assert celery.send_task("system.ping", queue="ingest").get(timeout=60)["pong"] is True
 
+        worker_log = (data / "logs" / "worker.log").read_text()
+        assert "beat: Starting" in worker_log  # the embedded beat that requeues stale jobs
         family = up.family()
         assert len(family) >= 4  # up, api, worker (+ its pool), mlflow
         up.proc.send_signal(signal.SIGTERM)

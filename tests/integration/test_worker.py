@@ -57,5 +57,7 @@ def test_worker_settings_are_json_only_with_late_acks(broker_settings: Settings)
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
     assert {q.name for q in conf.task_queues} == {"ingest", "train", "infer"}
+    # The beat that requeues jobs of vanished workers (stale heartbeat) has its entry.
+    assert conf.beat_schedule["requeue-stale-jobs"]["task"] == "train.requeue_stale"
     if (broker_settings.broker_url or "").startswith("redis"):
         assert conf.broker_transport_options["visibility_timeout"] == 48 * 3600

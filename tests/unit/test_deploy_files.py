@@ -195,9 +195,16 @@ def test_module_references_import(tmp_path: Path) -> None:
         [sys.executable, "-c", code, *refs], cwd=ROOT, env=env, capture_output=True, text=True, check=False
     )
     assert out.returncode == 0, out.stderr
-    worker_command = command_text(SERVICES["worker"])
-    (queues,) = re.findall(r"--queues[= ](\S+)", worker_command)
-    assert sorted(queues.split(",")) == sorted(json.loads(out.stdout.splitlines()[-1]))
+    consumed = {
+        name: re.findall(r"--queues[= ](\S+)", command_text(SERVICES[name]))[0].split(",")
+        for name in ("worker", "worker-cpu")
+    }
+    assert consumed["worker"] == ["train"]  # the GPU runs training only
+    assert sorted(consumed["worker"] + consumed["worker-cpu"]) == sorted(
+        json.loads(out.stdout.splitlines()[-1])
+    )
+    # Exactly one service runs the beat that requeues jobs of vanished workers.
+    assert [n for n, svc in SERVICES.items() if "--beat" in command_text(svc)] == ["worker-cpu"]
 
 
 def test_every_medtune_variable_is_a_setting() -> None:
@@ -296,7 +303,7 @@ def test_images_install_the_server_extra_with_the_pinned_torch(dockerfile: str) 
 
 def test_every_long_running_service_has_a_healthcheck() -> None:
     running = [n for n in SERVICES if long_running(n)]
-    assert {"postgres", "redis", "minio", "mlflow", "api", "worker"} <= set(running)
+    assert {"postgres", "redis", "minio", "mlflow", "api", "worker", "worker-cpu"} <= set(running)
     for name in running:
         assert healthcheck_text(SERVICES[name]).startswith(("CMD ", "CMD-SHELL ")), (
             f"{name} has no healthcheck"
