@@ -260,22 +260,28 @@ class BaseModelEntry(Resource):
 
 
 class ModelVersion(Resource):
-    name: str | None = None
-    version: int | None = None
-    status: str | None = None
+    id: str
+    model: str
+    version: int
+    ref: str  # name:N
+    status: str  # ready | archived
     job_id: str | None = None
+    epoch: int | None = None
     aliases: list[str] = Field(default_factory=list)
-    metrics: dict[str, Any] | None = None
-    manifest: dict[str, Any] | None = None
-    loaded: bool | None = None
+    test_auroc: float | None = None
+    mlflow_version: str | None = None
+    loaded: bool = False
+    manifest: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime | None = None
+    archived_at: datetime | None = None
 
 
 class RegisteredModel(Resource):
+    id: str
     name: str
-    versions: list[ModelVersion] = Field(default_factory=list)
-    aliases: dict[str, int] = Field(default_factory=dict)
     latest_version: int | None = None
+    aliases: dict[str, int] = Field(default_factory=dict)
+    serving: ModelVersion | None = None  # what `name` alone resolves to (in `models.get`)
     created_at: datetime | None = None
 
 
@@ -283,13 +289,33 @@ class Prediction(Resource):
     probabilities: dict[str, float]
     predicted: dict[str, bool] = Field(default_factory=dict)
     thresholds: dict[str, float] = Field(default_factory=dict)
-    heatmap: str | None = None
+    heatmap_png_base64: str | None = None
 
 
 class PredictResult(Resource):
     model: str
-    version: int | None = None
+    version: int
     predictions: list[Prediction]
+
+
+class BatchPrediction(Resource):
+    id: str
+    model: str
+    version: int
+    dataset_id: str
+    split_id: str
+    split: str
+    status: str
+    count: int | None = None
+    metrics: dict[str, Any] | None = None
+    output_key: str | None = None
+    error: str | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL_STATUSES
 
 
 # --- pages ----------------------------------------------------------------------------------

@@ -478,7 +478,7 @@ def models_promote(
     if as_json:
         emit_json(version)
     else:
-        typer.echo(f"{version.name}:{version.version}")
+        typer.echo(version.ref)
 
 
 @models_app.command("list")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import builtins
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medtune.models import Job, ModelVersion, PredictResult, RegisteredModel
+from medtune.models import BatchPrediction, Dataset, Job, ModelVersion, PredictResult, RegisteredModel, Split
 from medtune.pagination import AsyncPage, Page
 from medtune.resources._base import AsyncResource, SyncResource, id_of, seg
 from medtune.resources._files import PathLike, content_type
@@ -76,17 +77,31 @@ class Models(SyncResource):
     def list(self, *, limit: int | None = None, after: str | None = None) -> Page[RegisteredModel]:
         return self._client.page(MODELS, RegisteredModel, {"limit": limit, "after": after})
 
-    def get(self, name: str) -> RegisteredModel:
-        return self._client.get(f"{MODELS}/{seg(name)}", RegisteredModel)
+    def get(self, ref: str) -> RegisteredModel:
+        """A model (by `name`, `name:N` or `name@alias`) with the version that ref serves."""
+        return self._client.get(f"{MODELS}/{seg(ref)}", RegisteredModel)
+
+    def versions(self, name: str) -> builtins.list[ModelVersion]:
+        return builtins.list(self._client.page(f"{MODELS}/{seg(name)}/versions", ModelVersion))
 
     def version(self, name: str, version: int) -> ModelVersion:
         return self._client.get(f"{MODELS}/{seg(name)}/versions/{int(version)}", ModelVersion)
 
-    def set_alias(self, name: str, alias: str, version: int, *, force: bool = False) -> ModelVersion:
+    def set_alias(self, name: str, alias: str, version: int, *, force: bool = False) -> RegisteredModel:
         """Point `alias` (e.g. "champion") at a version; moving it to a version with a lower test
         AUROC than the current holder's needs `force=True`."""
         body = {"version": int(version), "force": force}
-        return self._client.put(f"{MODELS}/{seg(name)}/aliases/{seg(alias)}", ModelVersion, json=body)
+        return self._client.put(f"{MODELS}/{seg(name)}/aliases/{seg(alias)}", RegisteredModel, json=body)
+
+    def batch_predict(
+        self, ref: str, dataset: str | Dataset, split: str | Split, *, part: str = "test"
+    ) -> BatchPrediction:
+        """Predictions for a split's images, on the worker; poll with `get_batch` (CSV + metrics)."""
+        body = {"dataset_id": id_of(dataset), "split_id": id_of(split), "split": part}
+        return self._client.post(f"{MODELS}/{seg(ref)}/batch-predictions", BatchPrediction, json=body)
+
+    def get_batch(self, batch: str | BatchPrediction) -> BatchPrediction:
+        return self._client.get(f"{MODELS}/batch-predictions/{id_of(batch)}", BatchPrediction)
 
     def archive(self, name: str, version: int) -> ModelVersion:
         """The version stops serving; its record stays."""
@@ -116,15 +131,21 @@ class AsyncModels(AsyncResource):
     async def list(self, *, limit: int | None = None, after: str | None = None) -> AsyncPage[RegisteredModel]:
         return await self._client.page(MODELS, RegisteredModel, {"limit": limit, "after": after})
 
-    async def get(self, name: str) -> RegisteredModel:
-        return await self._client.get(f"{MODELS}/{seg(name)}", RegisteredModel)
+    async def get(self, ref: str) -> RegisteredModel:
+        return await self._client.get(f"{MODELS}/{seg(ref)}", RegisteredModel)
+
+    async def versions(self, name: str) -> builtins.list[ModelVersion]:
+        page = await self._client.page(f"{MODELS}/{seg(name)}/versions", ModelVersion)
+        return [v async for v in page]
 
     async def version(self, name: str, version: int) -> ModelVersion:
         return await self._client.get(f"{MODELS}/{seg(name)}/versions/{int(version)}", ModelVersion)
 
-    async def set_alias(self, name: str, alias: str, version: int, *, force: bool = False) -> ModelVersion:
+    async def set_alias(self, name: str, alias: str, version: int, *, force: bool = False) -> RegisteredModel:
         body = {"version": int(version), "force": force}
-        return await self._client.put(f"{MODELS}/{seg(name)}/aliases/{seg(alias)}", ModelVersion, json=body)
+        return await self._client.put(
+            f"{MODELS}/{seg(name)}/aliases/{seg(alias)}", RegisteredModel, json=body
+        )
 
     async def archive(self, name: str, version: int) -> ModelVersion:
         return await self._client.delete(f"{MODELS}/{seg(name)}/versions/{int(version)}", ModelVersion)
