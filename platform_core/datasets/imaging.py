@@ -9,17 +9,13 @@ import re
 from dataclasses import dataclass
 
 from PIL import Image as PILImage
-from sqlalchemy.orm import Session
 
 from platform_core.datasets import repository
-from platform_core.datasets.ingest import TASK, Outcome, options_of, reject
+from platform_core.datasets.ingest import Ingestor, Outcome
 from platform_core.datasets.labels import parse_value
-from platform_core.datasets.models import Dataset, Image
-from platform_core.db import outbox
+from platform_core.datasets.models import Dataset
 from platform_core.dicom.deid import key_hmac, pseudo_uid, pseudonym
 from platform_core.errors import Invalid
-from platform_core.ids import new_id
-from platform_core.storage import ObjectStore
 
 MURA = re.compile(r"(?:^|/)(patient\d+)/(study\d+)_(positive|negative)/[^/]+\.(?:png|jpe?g)$", re.IGNORECASE)
 BODY_PART = re.compile(r"(?:^|/)XR_([A-Z]+)/", re.IGNORECASE)
@@ -96,18 +92,17 @@ class Manifest:
         return self.by_path.get(path) or self.by_name.get(path.rsplit("/", 1)[-1])
 
 
-def ingest_image(
-    session: Session, store: ObjectStore, secret: str, dataset: Dataset, data: bytes, meta: ImageMeta
-) -> Outcome:
-    opts = options_of(dataset)
+def ingest_image(ingestor: Ingestor, data: bytes, meta: ImageMeta) -> Outcome:
+    """A PNG/JPEG re-encoded as pixels alone, its patient and study pseudonymised like DICOM's."""
+    secret, dataset = ingestor.secret, ingestor.dataset
     source = "png" if data.startswith(b"\x89PNG") else "jpeg"
     try:
         with PILImage.open(io.BytesIO(data)) as img:
             width, height = img.size
             if width * height > MAX_PIXELS:
-                return reject(session, dataset, "too_large", source)
-            if min(width, height) < opts.min_image_size:
-                return reject(session, dataset, "too_small", source)
+                return ingestor.reject("too_large", source)
+            if min(width, height) < ingestor.opts.min_image_size:
+                return ingestor.reject("too_small", source)
             img.load()
             # Re-encode the pixels alone: PNG text chunks and JPEG EXIF can carry names and dates.
             clean = PILImage.new(img.mode, img.size)
@@ -117,43 +112,28 @@ def ingest_image(
             out = io.BytesIO()
             clean.save(out, format="PNG", compress_level=1)
     except Exception:
-        return reject(session, dataset, "undecodable", source)
-    encoded = out.getvalue()
+        return ingestor.reject("undecodable", source)
     patient_key = f"id:{meta.patient_id}"
     study_key = f"{meta.patient_id}/{meta.study_id}"
     study_hmac = key_hmac(secret, study_key)
     study_pseudo = pseudo_uid(secret, "study:" + study_key)
     patient = pseudonym(secret, "patient", patient_key)
-    study = repository.get_or_create_study(
-        session,
-        dataset.id,
-        study_hmac,
-        accession_hmac=None,
-        study_pseudonym=study_pseudo,
-        patient_pseudonym=patient,
+    study_id = ingestor.study(
+        study_hmac, accession_hmac=None, study_pseudonym=study_pseudo, patient_pseudonym=patient
     )
     if meta.labels:
-        repository.upsert_label(session, dataset.id, study_hmac, meta.labels, None)
+        repository.upsert_label(ingestor.session, dataset.id, study_hmac, meta.labels, None)
     instance = pseudo_uid(secret, "image:" + study_key + ":" + hashlib.sha256(data).hexdigest())
-    key = f"datasets/{dataset.id}/images/{instance}.png"
-    image = Image(
-        id=new_id("img"),
-        dataset_id=dataset.id,
-        study_id=study.id,
+    return ingestor.add(
+        f"datasets/{dataset.id}/images/{instance}.png",
+        out.getvalue(),
+        "image/png",
+        study_id=study_id,
         study_pseudonym=study_pseudo,
         patient_pseudonym=patient,
         sop_instance_uid_pseudonym=instance,
         source=source,
-        status="queued",
-        dicom_key=key,
         rows=height,
         columns=width,
-        size_bytes=len(encoded),
         body_part=meta.body_part,
     )
-    if not repository.insert_image(session, image):
-        repository.add_duplicates(session, dataset.id, 1)
-        return Outcome("duplicate")
-    store.put_bytes(key, encoded, "image/png")
-    outbox.enqueue(session, TASK, image.id, queue="ingest")
-    return Outcome("queued", None, image.id)

@@ -1,19 +1,26 @@
 """One file through the pipeline in the API process: parse, filter, de-identify in memory, store, record.
 
 Identified bytes exist only in the caller's memory (or its private spool file); what reaches the
-object store and the database is already de-identified.
+object store and the database is already de-identified. An Ingestor carries what one upload request
+shares across its files (options, filters, the de-identifier, studies already seen) and queues the
+pixel work in chunks once the files are recorded.
 """
 
 from __future__ import annotations
 
 import io
+from collections import deque
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
 
 from pydicom import dcmread
 from sqlalchemy.orm import Session
 
 from platform_core.datasets import repository
-from platform_core.datasets.models import Dataset, Image
+from platform_core.datasets.models import Dataset
 from platform_core.datasets.schemas import DatasetOptions
 from platform_core.db import outbox
 from platform_core.dicom import cache, pixels
@@ -26,6 +33,45 @@ from platform_core.storage import ObjectStore
 TASK = "ingest.process_image"
 DICOM_TYPE = "application/dicom"
 PREAMBLE = b"\x00" * 128
+# Image ids per pixel task: one message and one worker commit per chunk instead of per image, while
+# a big upload still spreads over many workers.
+TASK_CHUNK = 32
+# Object writes in flight per request or task: each is durable (fsync, or an S3 PUT) before the
+# transaction that references it commits, but they overlap the CPU work on the next file.
+PUT_THREADS = 4
+MAX_PENDING_PUTS = 8
+
+
+class Puts:
+    """Object writes in a few threads, at most MAX_PENDING_PUTS held in memory; wait() before commit."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self.pool: ThreadPoolExecutor | None = None
+        self.pending: deque[Future[int]] = deque()
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(PUT_THREADS, thread_name_prefix="medtune-put")
+        while len(self.pending) >= MAX_PENDING_PUTS:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self.store.put_bytes, key, data, content_type))
+
+    def __enter__(self) -> Puts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wait(self) -> None:
+        """Every write so far is stored; the first failure raises (and fails the transaction)."""
+        while self.pending:
+            self.pending.popleft().result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
 
 
 @dataclass(frozen=True)
@@ -47,67 +93,124 @@ def deidentifier(secret: str, opts: DatasetOptions) -> Deidentifier:
     return Deidentifier(secret, Options(opts.dates, opts.retain_patient_characteristics))
 
 
-def reject(session: Session, dataset: Dataset, reason: str, source: str = "dicom") -> Outcome:
-    image = Image(id=new_id("img"), dataset_id=dataset.id, source=source, status="rejected", reason=reason)
-    session.add(image)
-    session.flush()
-    return Outcome("rejected", reason, image.id)
+class Ingestor:
+    """Files into one dataset within the caller's transaction; finish() before it commits.
+
+    Use it as a context manager so its writer threads end with the request, error or not.
+    """
+
+    def __init__(self, session: Session, store: ObjectStore, secret: str, dataset: Dataset) -> None:
+        self.session = session
+        self.store = store
+        self.secret = secret
+        self.dataset = dataset
+        self.opts = options_of(dataset)
+        self.filters = filters_of(self.opts)
+        self.deid = deidentifier(secret, self.opts)
+        self.studies: dict[str, str] = {}  # study_key_hmac -> study id
+        self.queued: list[str] = []
+        self.duplicates = 0
+        self.puts = Puts(store)
+        if session.get_bind().dialect.name == "sqlite":
+            # SQLite: take the write lock now (waiting on busy_timeout), before this transaction reads.
+            repository.touch_dataset(session, dataset.id)
+
+    def __enter__(self) -> Ingestor:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.puts.close()
+
+    def reject(self, reason: str, source: str = "dicom") -> Outcome:
+        image_id = new_id("img")
+        repository.insert_image_row(
+            self.session, id=image_id, dataset_id=self.dataset.id, source=source, status="rejected",
+            reason=reason,
+        )  # fmt: skip
+        return Outcome("rejected", reason, image_id)
+
+    def study(self, study_key_hmac: str, **values: Any) -> str:
+        found = self.studies.get(study_key_hmac)
+        if found is None:
+            found = repository.ensure_study(self.session, self.dataset.id, study_key_hmac, **values)
+            self.studies[study_key_hmac] = found
+        return found
+
+    def add(self, key: str, data: bytes, content_type: str, **row: Any) -> Outcome:
+        """Record the image (the unique constraint decides duplicates), then store its bytes."""
+        image_id = new_id("img")
+        if not repository.insert_image_row(
+            self.session, id=image_id, dataset_id=self.dataset.id, status="queued", dicom_key=key,
+            size_bytes=len(data), **row,
+        ):  # fmt: skip
+            self.duplicates += 1
+            return Outcome("duplicate")
+        # The key derives from the pseudonymous instance UID: a retried upload rewrites the same object.
+        self.puts.put(key, data, content_type)
+        self.queued.append(image_id)
+        return Outcome("queued", None, image_id)
+
+    def dicom(self, data: bytes) -> Outcome:
+        """Parse once, filter, de-identify that same Dataset in place, write it once."""
+        try:
+            ds = parse(data).dataset
+            check(ds, self.filters)
+            result = self.deid(ds)
+        except Rejected as exc:
+            return self.reject(exc.reason)
+        if not result.sop_instance_uid_pseudonym or not result.study_pseudonym:
+            return self.reject("corrupt")
+        buf = io.BytesIO()
+        ds.preamble = PREAMBLE  # the preamble is free-form bytes: it may carry anything
+        try:
+            ds.save_as(buf, enforce_file_format=True)
+            rows, columns = int(ds.Rows), int(ds.Columns)
+        except Exception:
+            return self.reject("corrupt")
+        study_id = self.study(
+            result.study_key_hmac,
+            accession_hmac=result.accession_hmac,
+            study_pseudonym=result.study_pseudonym,
+            patient_pseudonym=result.patient_pseudonym,
+            sex=result.sex,
+            age_years=result.age_years,
+        )
+        return self.add(
+            f"datasets/{self.dataset.id}/dicom/{result.sop_instance_uid_pseudonym}.dcm",
+            buf.getvalue(),
+            DICOM_TYPE,
+            study_id=study_id,
+            study_pseudonym=result.study_pseudonym,
+            patient_pseudonym=result.patient_pseudonym,
+            sop_instance_uid_pseudonym=result.sop_instance_uid_pseudonym,
+            source="dicom",
+            rows=rows,
+            columns=columns,
+            modality=_short(ds.get("Modality"), 16),
+            body_part=_short(ds.get("BodyPartExamined"), 64),
+            view_position=_short(ds.get("ViewPosition"), 16),
+        )
+
+    def finish(self) -> None:
+        """Wait for the objects, count duplicates, queue the pixel work (sent after the commit)."""
+        self.puts.wait()
+        if self.duplicates:
+            repository.add_duplicates(self.session, self.dataset.id, self.duplicates)
+            self.duplicates = 0
+        for i in range(0, len(self.queued), TASK_CHUNK):
+            outbox.enqueue(self.session, TASK, *self.queued[i : i + TASK_CHUNK], queue="ingest")
+        self.queued.clear()
+        self.session.flush()
 
 
 def ingest_dicom(session: Session, store: ObjectStore, secret: str, dataset: Dataset, data: bytes) -> Outcome:
-    opts = options_of(dataset)
-    try:
-        parsed = parse(data)
-        check(parsed.dataset, filters_of(opts))
-        result = deidentifier(secret, opts)(parsed.dataset)
-    except Rejected as exc:
-        return reject(session, dataset, exc.reason)
-    ds = result.dataset
-    if not result.sop_instance_uid_pseudonym or not result.study_pseudonym:
-        return reject(session, dataset, "corrupt")
-    buf = io.BytesIO()
-    ds.preamble = PREAMBLE  # the preamble is free-form bytes: it may carry anything
-    try:
-        ds.save_as(buf, enforce_file_format=True)
-    except Exception:
-        return reject(session, dataset, "corrupt")
-    encoded = buf.getvalue()
-
-    study = repository.get_or_create_study(
-        session,
-        dataset.id,
-        result.study_key_hmac,
-        accession_hmac=result.accession_hmac,
-        study_pseudonym=result.study_pseudonym,
-        patient_pseudonym=result.patient_pseudonym,
-        sex=result.sex,
-        age_years=result.age_years,
-    )
-    key = f"datasets/{dataset.id}/dicom/{result.sop_instance_uid_pseudonym}.dcm"
-    image = Image(
-        id=new_id("img"),
-        dataset_id=dataset.id,
-        study_id=study.id,
-        study_pseudonym=result.study_pseudonym,
-        patient_pseudonym=result.patient_pseudonym,
-        sop_instance_uid_pseudonym=result.sop_instance_uid_pseudonym,
-        source="dicom",
-        status="queued",
-        dicom_key=key,
-        rows=int(ds.Rows),
-        columns=int(ds.Columns),
-        size_bytes=len(encoded),
-        modality=_short(ds.get("Modality"), 16),
-        body_part=_short(ds.get("BodyPartExamined"), 64),
-        view_position=_short(ds.get("ViewPosition"), 16),
-    )
-    if not repository.insert_image(session, image):
-        repository.add_duplicates(session, dataset.id, 1)
-        return Outcome("duplicate")
-    # The key is derived from the pseudonymous instance UID: a retried upload rewrites the same object.
-    store.put_bytes(key, encoded, DICOM_TYPE)
-    outbox.enqueue(session, TASK, image.id, queue="ingest")
-    return Outcome("queued", None, image.id)
+    """One DICOM file on its own (uploads of many files share an Ingestor instead)."""
+    with Ingestor(session, store, secret, dataset) as ingestor:
+        outcome = ingestor.dicom(data)
+        ingestor.finish()
+    return outcome
 
 
 def _short(value: object, n: int) -> str | None:
@@ -116,30 +219,93 @@ def _short(value: object, n: int) -> str | None:
 
 
 def process_image(session: Session, store: ObjectStore, image_id: str) -> str | None:
-    """Worker side: decode once, window, resize, write the pixel cache. Idempotent; returns the status."""
-    image = session.get(Image, image_id)
-    if image is None or image.status != "queued" or image.dicom_key is None:
-        return image.status if image else None
-    dataset = session.get(Dataset, image.dataset_id)
-    assert dataset is not None
-    opts = options_of(dataset)
+    """Worker side for one image in the caller's transaction; see process_images."""
+    return process_images(session, store, [image_id])[0]
+
+
+def process_images(session: Session, store: ObjectStore, image_ids: Sequence[str]) -> list[str | None]:
+    """pending_pixels, build_caches and record_pixels in the caller's transaction; returns statuses."""
+    jobs = pending_pixels(session, image_ids)
+    done = {r.image_id: r for r in build_caches(store, jobs.values())}
+    statuses = record_pixels(session, done.values())
+    for result in done.values():
+        if result.delete_key:
+            store.delete(result.delete_key)
+    return [statuses.get(i, jobs[i].status if i in jobs else None) for i in image_ids]
+
+
+@dataclass(frozen=True)
+class PixelJob:
+    image_id: str
+    dataset_id: str
+    source: str
+    status: str
+    dicom_key: str | None
+    cache_size: int
+
+    @property
+    def pending(self) -> bool:
+        return self.status == "queued" and self.dicom_key is not None
+
+
+@dataclass(frozen=True)
+class PixelResult:
+    image_id: str
+    status: str  # accepted | rejected
+    reason: str | None = None
+    cache_key: str | None = None
+    pixel_sha256: str | None = None
+    delete_key: str | None = None  # a rejected image's stored file, removed once this is recorded
+
+
+def pending_pixels(session: Session, image_ids: Sequence[str]) -> dict[str, PixelJob]:
+    """What the pixel work needs, read in one query, as plain values (no open rows to hold)."""
+    images = repository.images_by_id(session, image_ids)
+    sizes: dict[str, int] = {}
+    jobs: dict[str, PixelJob] = {}
+    for image in images.values():
+        if image.dataset_id not in sizes:
+            dataset = session.get(Dataset, image.dataset_id)
+            assert dataset is not None
+            sizes[image.dataset_id] = options_of(dataset).cache_size
+        jobs[image.id] = PixelJob(image.id, image.dataset_id, image.source, image.status, image.dicom_key,
+                                  sizes[image.dataset_id])  # fmt: skip
+    return jobs
+
+
+def build_caches(store: ObjectStore, jobs: Iterable[PixelJob]) -> list[PixelResult]:
+    """Decode once, window, resize, write each pixel cache; no database work (none held open)."""
+    out: list[PixelResult] = []
+    with Puts(store) as puts:
+        for job in jobs:
+            if job.pending:
+                out.append(_pixels(store, puts, job))
+        puts.wait()
+    return out
+
+
+def record_pixels(session: Session, results: Iterable[PixelResult]) -> dict[str, str]:
+    """Write-first (SQLite upgrades no read snapshot) and only over still-queued rows: idempotent."""
+    statuses: dict[str, str] = {}
+    for r in results:
+        if repository.finish_image(session, r.image_id, r.status, r.reason, r.cache_key, r.pixel_sha256):
+            statuses[r.image_id] = r.status
+    session.flush()
+    return statuses
+
+
+def _pixels(store: ObjectStore, puts: Puts, job: PixelJob) -> PixelResult:
+    assert job.dicom_key is not None
     try:
-        data = store.get_bytes(image.dicom_key)
-        if image.source == "dicom":
+        data = store.get_bytes(job.dicom_key)
+        if job.source == "dicom":
             img = pixels.decode(dcmread(io.BytesIO(data)))
         else:
             img = pixels.decode_image(data)
-        arr = pixels.to_cache(img, opts.cache_size)
+        del data
+        arr = pixels.to_cache(img, job.cache_size)
     except Rejected as exc:
-        image.status, image.reason = "rejected", exc.reason
-        store.delete(image.dicom_key)
-        image.dicom_key = None
-        session.flush()
-        return image.status
-    key = f"datasets/{dataset.id}/cache/{image.id}.png"
-    store.put_bytes(key, cache.encode(arr), cache.CONTENT_TYPE)
-    image.cache_key = key
-    image.pixel_sha256 = cache.content_hash(arr)
-    image.status, image.reason = "accepted", None
-    session.flush()
-    return image.status
+        return PixelResult(job.image_id, "rejected", exc.reason, delete_key=job.dicom_key)
+    key = f"datasets/{job.dataset_id}/cache/{job.image_id}{cache.SUFFIX}"
+    puts.put(key, cache.encode(arr), cache.CONTENT_TYPE)
+    return PixelResult(job.image_id, "accepted", None, key, cache.content_hash(arr))

@@ -75,7 +75,7 @@ class Image(TimestampMixin, Base):
     status: Mapped[str] = mapped_column(String(16))  # queued | accepted | rejected
     reason: Mapped[str | None] = mapped_column(String(40))
     dicom_key: Mapped[str | None] = mapped_column(String(300))  # the de-identified DICOM (or image)
-    cache_key: Mapped[str | None] = mapped_column(String(300))  # the 16-bit PNG pixel cache
+    cache_key: Mapped[str | None] = mapped_column(String(300))  # the uint16 .npy pixel cache
     pixel_sha256: Mapped[str | None] = mapped_column(String(64))  # platform_core.dicom.cache.content_hash
     rows: Mapped[int | None] = mapped_column(Integer)
     columns: Mapped[int | None] = mapped_column(Integer)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from platform_core.datasets.models import Dataset, Image, Study, StudyLabel
+from platform_core.db.base import utcnow
 from platform_core.ids import new_id
 
 
@@ -30,35 +33,74 @@ def add_duplicates(session: Session, dataset_id: str, n: int) -> None:
     )
 
 
-def get_or_create_study(session: Session, dataset_id: str, study_key_hmac: str, **values: Any) -> Study:
-    """Concurrent uploads of one study meet at the unique constraint, not a check-then-insert race."""
+def _insert(session: Session, model: type[Study] | type[Image]) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING on either database: one statement, no savepoint, and on the
+    table rather than the ORM entity (no unit-of-work bookkeeping for rows nobody reads back)."""
+    table: Table = model.__table__  # type: ignore[assignment]
+    if session.get_bind().dialect.name == "postgresql":
+        return pg_insert(table)
+    return sqlite_insert(table)
+
+
+def ensure_study(session: Session, dataset_id: str, study_key_hmac: str, **values: Any) -> str:
+    """The study's id; concurrent uploads of one study meet at the unique constraint, not a race."""
+    stmt = (
+        _insert(session, Study)
+        .values(id=new_id("st"), dataset_id=dataset_id, study_key_hmac=study_key_hmac, created_at=utcnow(),
+                **values)
+        .on_conflict_do_nothing(index_elements=["dataset_id", "study_key_hmac"])
+        .returning(Study.__table__.c.id)
+    )  # fmt: skip
+    created = session.scalar(stmt)
+    if created is not None:
+        return str(created)
     found = session.scalar(
-        select(Study).where(Study.dataset_id == dataset_id, Study.study_key_hmac == study_key_hmac)
+        select(Study.id).where(Study.dataset_id == dataset_id, Study.study_key_hmac == study_key_hmac)
     )
-    if found is not None:
-        return found
-    study = Study(id=new_id("st"), dataset_id=dataset_id, study_key_hmac=study_key_hmac, **values)
-    try:
-        with session.begin_nested():
-            session.add(study)
-    except IntegrityError:
-        found = session.scalar(
-            select(Study).where(Study.dataset_id == dataset_id, Study.study_key_hmac == study_key_hmac)
-        )
-        assert found is not None
-        return found
+    assert found is not None
+    return str(found)
+
+
+def touch_dataset(session: Session, dataset_id: str) -> None:
+    """A write that changes nothing: it makes the transaction a writer from its first statement."""
+    session.execute(
+        update(Dataset).where(Dataset.id == dataset_id).values(duplicate_count=Dataset.duplicate_count)
+    )
+
+
+def get_or_create_study(session: Session, dataset_id: str, study_key_hmac: str, **values: Any) -> Study:
+    study = session.get(Study, ensure_study(session, dataset_id, study_key_hmac, **values))
+    assert study is not None
     return study
 
 
-def insert_image(session: Session, image: Image) -> bool:
-    """Insert; False when the instance is already in the dataset (the unique constraint decides)."""
-    try:
-        with session.begin_nested():
-            session.add(image)
-    except IntegrityError:
-        session.expunge(image) if image in session else None
-        return False
-    return True
+def insert_image_row(session: Session, **values: Any) -> bool:
+    """Insert one image row; False when the instance is already in the dataset (the unique constraint
+    on (dataset_id, sop_instance_uid_pseudonym) decides, so concurrent uploads store it once)."""
+    stmt = (
+        _insert(session, Image)
+        .values(created_at=utcnow(), **values)
+        .on_conflict_do_nothing(index_elements=["dataset_id", "sop_instance_uid_pseudonym"])
+        .returning(Image.__table__.c.id)
+    )
+    return session.scalar(stmt) is not None
+
+
+def finish_image(
+    session: Session, image_id: str, status: str, reason: str | None, cache_key: str | None, sha: str | None
+) -> bool:
+    """Record the pixel work's outcome on a still-queued image; False when someone already did."""
+    values: dict[str, Any] = {"status": status, "reason": reason, "cache_key": cache_key, "pixel_sha256": sha}
+    if status == "rejected":
+        values["dicom_key"] = None
+    result = session.execute(
+        update(Image).where(Image.id == image_id, Image.status == "queued").values(**values)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def images_by_id(session: Session, image_ids: Sequence[str]) -> dict[str, Image]:
+    return {i.id: i for i in session.scalars(select(Image).where(Image.id.in_(list(image_ids))))}
 
 
 def get_image(session: Session, dataset_id: str, image_id: str) -> Image | None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from platform_core.config import Settings
 from platform_core.datasets import archives, imaging, repository
-from platform_core.datasets.ingest import Outcome, ingest_dicom, reject
+from platform_core.datasets.ingest import Ingestor, Outcome
 from platform_core.datasets.models import Dataset, Image
 from platform_core.datasets.schemas import (
     Counts,
@@ -126,6 +126,13 @@ def ingest_uploads(
 ) -> list[FileOutcome]:
     """Each part (or zip member) independently: a bad one is rejected with its reason, others go on."""
     table = imaging.Manifest(manifest, dataset) if manifest is not None else None
+    with Ingestor(session, store, secret, dataset) as ingestor:
+        return _ingest(ingestor, settings, uploads, table)
+
+
+def _ingest(
+    ingestor: Ingestor, settings: Settings, uploads: Iterable[Upload], table: imaging.Manifest | None
+) -> list[FileOutcome]:
     out: list[FileOutcome] = []
     for index, upload in enumerate(uploads):
         head = upload.file.read(8)
@@ -135,19 +142,20 @@ def ingest_uploads(
                 for member in archives.members(upload.file, _limits(settings)):
                     name = f"{upload.filename}/{member.path}"
                     if member.data is None:
-                        result = reject(session, dataset, member.reason or "corrupt")
+                        result = ingestor.reject(member.reason or "corrupt")
                     else:
-                        result = _one(session, store, secret, dataset, member.data, member.path, table)
+                        result = _one(ingestor, member.data, member.path, table)
                     out.append(_outcome(index, name, result))
             except Rejected as exc:
-                out.append(_outcome(index, upload.filename, reject(session, dataset, exc.reason)))
+                out.append(_outcome(index, upload.filename, ingestor.reject(exc.reason)))
             continue
         data = _read_limited(upload.file, settings.max_upload_bytes)
         if data is None:
-            result = reject(session, dataset, "too_large")
+            result = ingestor.reject("too_large")
         else:
-            result = _one(session, store, secret, dataset, data, upload.filename, table)
+            result = _one(ingestor, data, upload.filename, table)
         out.append(_outcome(index, upload.filename, result))
+    ingestor.finish()
     return out
 
 
@@ -156,21 +164,13 @@ def _read_limited(fh: BinaryIO, limit: int) -> bytes | None:
     return None if len(data) > limit else data
 
 
-def _one(
-    session: Session,
-    store: ObjectStore,
-    secret: str,
-    dataset: Dataset,
-    data: bytes,
-    path: str,
-    table: imaging.Manifest | None,
-) -> Outcome:
+def _one(ingestor: Ingestor, data: bytes, path: str, table: imaging.Manifest | None) -> Outcome:
     if imaging.is_image(data[:8]):
-        meta = table.find(path) if table is not None else imaging.mura_meta(path, dataset)
+        meta = table.find(path) if table is not None else imaging.mura_meta(path, ingestor.dataset)
         if meta is None:
-            return reject(session, dataset, "not_in_manifest" if table is not None else "unlabelled_image")
-        return imaging.ingest_image(session, store, secret, dataset, data, meta)
-    return ingest_dicom(session, store, secret, dataset, data)
+            return ingestor.reject("not_in_manifest" if table is not None else "unlabelled_image")
+        return imaging.ingest_image(ingestor, data, meta)
+    return ingestor.dicom(data)
 
 
 def _outcome(index: int, filename: str, result: Outcome) -> FileOutcome:

@@ -13,7 +13,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy.orm import Session
 
 from platform_core.config import Settings
-from platform_core.datasets.ingest import Outcome, ingest_dicom
+from platform_core.datasets.ingest import Ingestor, Outcome
 from platform_core.datasets.models import Dataset as DatasetRow
 from platform_core.errors import BadRequest, UnsupportedMediaType
 
@@ -108,6 +108,11 @@ def store_instances(
     session: Session, store: Any, settings: Settings, secret: str, dataset: DatasetRow, parts: list[Part]
 ) -> StowResult:
     """Each part through the same pipeline as /files; the reply echoes the sender's own UIDs only."""
+    with Ingestor(session, store, secret, dataset) as ingestor:
+        return _store(ingestor, settings, parts)
+
+
+def _store(ingestor: Ingestor, settings: Settings, parts: list[Part]) -> StowResult:
     ok: list[Dataset] = []
     failed: list[Dataset] = []
     for part in parts:
@@ -120,7 +125,7 @@ def store_instances(
             outcome = Outcome("rejected", "too_large" if data == b"" and part.size else "not_dicom")
             code = OUT_OF_RESOURCES if part.size > settings.max_upload_bytes else CANNOT_UNDERSTAND
         else:
-            outcome = ingest_dicom(session, store, secret, dataset, data)
+            outcome = ingestor.dicom(data)
             code = CANNOT_UNDERSTAND
         item = Dataset()
         if sop_class:
@@ -132,6 +137,7 @@ def store_instances(
             failed.append(item)
         else:
             ok.append(item)
+    ingestor.finish()
     reply = Dataset()
     if ok:
         reply.ReferencedSOPSequence = ok

@@ -17,6 +17,8 @@ from platform_core.dicom.read import Rejected
 
 # Below this spread (on the 0..1 scale after windowing) an image is blank, saturated or a test pattern.
 ARTIFACT_STD = 0.01
+# Integer images whose stored values span at most this many codes go through a lookup table.
+MAX_LUT_ENTRIES = 1 << 17
 
 
 def decode(ds: Dataset) -> np.ndarray:
@@ -28,17 +30,34 @@ def decode(ds: Dataset) -> np.ndarray:
         raise Rejected("undecodable") from None
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         return _luminance(arr)
-    if arr.ndim != 2:
+    if arr.ndim != 2 or arr.size == 0:
         raise Rejected("undecodable")
     try:
-        out = apply_modality_lut(arr, ds)
-        out = apply_voi_lut(out, ds, index=0)
+        out = _presentation(arr, ds)
     except Exception:
         raise Rejected("undecodable") from None
-    out = np.asarray(out, dtype=np.float32)
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        out = out.max() + out.min() - out
+        # Any constant works: to_cache rescales by the image's own range.
+        out = np.subtract(out.max() + out.min(), out, dtype=np.float32)
     return out
+
+
+def _presentation(arr: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Modality LUT then VOI LUT or window, as pydicom defines them, applied per stored value.
+
+    Both are functions of the stored value alone, so for integer pixels pydicom evaluates them once
+    per code in the image's range (a few thousand values) and the image is one table lookup, instead
+    of float64 arithmetic over every pixel.
+    """
+    if arr.dtype.kind in "iu":
+        lo, hi = int(arr.min()), int(arr.max())
+        if hi - lo < MAX_LUT_ENTRIES:
+            codes = np.arange(lo, hi + 1, dtype=arr.dtype)
+            lut = np.asarray(apply_voi_lut(apply_modality_lut(codes, ds), ds, index=0), dtype=np.float32)
+            index = arr if lo == 0 else np.subtract(arr, lo, dtype=np.int32)
+            out: np.ndarray = np.take(lut, index)
+            return out
+    return np.asarray(apply_voi_lut(apply_modality_lut(arr, ds), ds, index=0), dtype=np.float32)
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -63,20 +82,34 @@ def _luminance(arr: np.ndarray) -> np.ndarray:
 
 
 def to_cache(img: np.ndarray, cache_size: int) -> np.ndarray:
-    """Scale to 0..1, refuse near-constant images, resize to longest side cache_size, uint16."""
+    """Scale to 0..65535, refuse near-constant images, resize to longest side cache_size (uint16)."""
     img = np.asarray(img, dtype=np.float32)
+    if img.ndim != 2 or img.size == 0:
+        raise Rejected("undecodable")
     if not np.isfinite(img).all():
         img = np.nan_to_num(img)
     lo, hi = float(img.min()), float(img.max())
     if hi - lo <= 0:
         raise Rejected("artifact")
-    norm = (img - lo) / (hi - lo)
+    norm = np.subtract(img, np.float32(lo), dtype=np.float32)
+    norm *= np.float32(1.0 / (hi - lo))
     if float(norm.std()) < ARTIFACT_STD:
         raise Rejected("artifact")
-    h, w = norm.shape
+    norm *= np.float32(65535.0)
+    norm += np.float32(0.5)
+    np.clip(norm, 0, 65535, out=norm)
+    full = norm.astype(np.uint16)
+    return resize(full, cache_size)
+
+
+def resize(pixels: np.ndarray, cache_size: int) -> np.ndarray:
+    """uint16 (H, W) -> longest side cache_size: area average when shrinking, bilinear when growing."""
+    h, w = pixels.shape
     scale = cache_size / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if size != (w, h):
-        resized = Image.fromarray(norm, mode="F").resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-        norm = np.asarray(resized, dtype=np.float32)
-    return np.clip(norm * 65535.0 + 0.5, 0, 65535).astype(np.uint16)
+    if size == (w, h):
+        return pixels
+    # PIL resizes 16-bit images natively ("I;16"): no float copy of a full-size radiograph.
+    method = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+    out: np.ndarray = np.asarray(Image.fromarray(pixels).resize(size, method), dtype=np.uint16)
+    return out

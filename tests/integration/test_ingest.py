@@ -12,7 +12,7 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from sqlalchemy import select, text
 
-from platform_core.datasets.ingest import process_image
+from platform_core.datasets.ingest import process_images
 from platform_core.db.models import Base
 from tests.fixtures_dicom import PLANTED, make_zip, radiograph, to_bytes, uid, undecodable
 
@@ -39,7 +39,7 @@ def drain(app_state: Any, outbox: Any) -> list[str | None]:
         assert msg.name == "ingest.process_image" and msg.queue == "ingest"
         assert all(isinstance(a, str) and a.startswith("img_") for a in msg.args)  # ids only
         with app_state.sessions() as s:
-            statuses.append(process_image(s, app_state.store, *msg.args))
+            statuses.extend(process_images(s, app_state.store, msg.args))
             s.commit()
     return statuses
 

@@ -1,15 +1,27 @@
-"""Pixel work for one uploaded image: decode, window, resize, write the pixel cache."""
+"""Pixel work for uploaded images: decode, window, resize, write the pixel cache."""
 
 from __future__ import annotations
 
-from platform_core.datasets.ingest import process_image as process
+from platform_core.datasets import ingest
 from platform_core.db.session import unit_of_work
 from worker.app import celery_app
 from worker.context import context
 
 
 @celery_app.task(name="ingest.process_image", acks_late=True)
-def process_image(image_id: str) -> str | None:
+def process_image(*image_ids: str) -> list[str | None]:
+    """One message carries a chunk of image ids (platform_core.datasets.ingest.TASK_CHUNK).
+
+    Read, then work with no transaction open, then a short write-first transaction: on SQLite a
+    read snapshot held across the pixel work could not be upgraded to a write once the API commits.
+    """
     ctx = context()
     with unit_of_work(ctx.sessions) as session:
-        return process(session, ctx.store, image_id)
+        jobs = ingest.pending_pixels(session, image_ids)
+    results = ingest.build_caches(ctx.store, jobs.values())
+    with unit_of_work(ctx.sessions) as session:
+        statuses = ingest.record_pixels(session, results)
+    for result in results:
+        if result.delete_key and result.image_id in statuses:
+            ctx.store.delete(result.delete_key)
+    return [statuses.get(i, jobs[i].status if i in jobs else None) for i in image_ids]
