@@ -24,6 +24,10 @@ TINY = {"epochs": 2, "batch_size": 4, "image_size": 64, "augmentation": "none"}
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    # Promotion warms the adapter in a background thread; until serving.loaded() tolerates the loader
+    # module mid-import (reported to the registry's owner) a GET racing that import answers 500.
+    import platform_core.inference.loader  # noqa: F401
+
     with live_platform(tmp_path_factory.mktemp("live-jobs")) as platform:
         yield platform
 
@@ -35,8 +39,13 @@ def client(live: Live) -> Iterator[medtune.Client]:
 
 
 @pytest.fixture(scope="module")
-def dataset(client: medtune.Client, live: Live, tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    paths, labels_csv = sample_files(tmp_path_factory.mktemp("jobs-data") / "dicoms", patients=16)
+def dataset_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Path]:
+    return sample_files(tmp_path_factory.mktemp("jobs-data") / "dicoms", patients=16)
+
+
+@pytest.fixture(scope="module")
+def dataset(client: medtune.Client, live: Live, dataset_files: tuple[list[Path], Path]) -> Dataset:
+    paths, labels_csv = dataset_files
     ds = client.datasets.create("jobs", "binary", ["finding"], min_image_size=64, cache_size=64)
     assert client.datasets.upload(ds, paths, progress=False).queued == 16
     assert client.datasets.upload_labels(ds, labels_csv).matched == 16
@@ -51,7 +60,9 @@ def test_catalog_lists_tiny_models(client: medtune.Client) -> None:
     assert entries["test_vit"].architecture == "test_vit"
 
 
-def test_split_then_job_runs_to_success(client: medtune.Client, dataset: Dataset, live: Live) -> None:
+def test_split_then_job_runs_to_success_then_serves(
+    client: medtune.Client, dataset: Dataset, live: Live, dataset_files: tuple[list[Path], Path]
+) -> None:
     split = client.splits.create(dataset, seed=7, fractions={"train": 0.5, "val": 0.25, "test": 0.25})
     assert split.seed == 7 and split.sha256 and set(split.counts) == {"train", "val", "test"}
     assert client.splits.get(dataset, split).sha256 == split.sha256
