@@ -99,12 +99,20 @@ def source_for(manifest: dict[str, Any], store: ObjectStore) -> AdapterSource:
     )
 
 
-def loaded(version_id: str) -> bool:
-    """Whether this process holds the version's adapter (never imports torch to find out)."""
+def _running_engine() -> Any:
+    """The process's engine if one was built, without importing torch to find out.
+
+    A warm-up thread may be importing the loader right now: sys.modules then holds a half-initialised
+    module without _ENGINE yet, which means "not loaded".
+    """
     loader = sys.modules.get("platform_core.inference.loader")
-    if loader is None or loader._ENGINE is None:
-        return False
-    return bool(loader._ENGINE.loaded(version_id))
+    return getattr(loader, "_ENGINE", None)
+
+
+def loaded(version_id: str) -> bool:
+    """Whether this process holds the version's adapter."""
+    running = _running_engine()
+    return running is not None and bool(running.loaded(version_id))
 
 
 def warm(settings: Settings, store: ObjectStore, manifest: dict[str, Any]) -> None:
@@ -112,9 +120,9 @@ def warm(settings: Settings, store: ObjectStore, manifest: dict[str, Any]) -> No
 
 
 def evict(version_id: str) -> None:
-    loader = sys.modules.get("platform_core.inference.loader")
-    if loader is not None and loader._ENGINE is not None:
-        loader._ENGINE.evict(version_id)
+    running = _running_engine()
+    if running is not None:
+        running.evict(version_id)
 
 
 def _prediction(manifest: dict[str, Any], probs: np.ndarray) -> dict[str, Any]:

@@ -41,11 +41,6 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    # The API's promote warms the adapter in a background thread whose first import of the loader takes
-    # seconds; serving.loaded() then reads the half-imported module and GET /v1/models/{name} answers 500
-    # (reported to the registry's owner). Importing it first keeps this test on the console's behaviour.
-    import platform_core.inference.loader  # noqa: F401
-
     with live_platform(tmp_path_factory.mktemp("live-console")) as platform:
         yield platform
 

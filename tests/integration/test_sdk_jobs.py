@@ -24,10 +24,6 @@ TINY = {"epochs": 2, "batch_size": 4, "image_size": 64, "augmentation": "none"}
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    # Promotion warms the adapter in a background thread; until serving.loaded() tolerates the loader
-    # module mid-import (reported to the registry's owner) a GET racing that import answers 500.
-    import platform_core.inference.loader  # noqa: F401
-
     with live_platform(tmp_path_factory.mktemp("live-jobs")) as platform:
         yield platform
 
