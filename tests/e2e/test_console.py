@@ -1,11 +1,13 @@
 """The web console in a real headless Chromium (Debian's, driven by Playwright) against a live server with
 a real worker: sign in with the keyboard, create a dataset, upload DICOMs and labels, read the report,
 start a job, watch the curves fill in from server-sent events, and (once the registry exists) promote
-and predict. Screenshots for the README tour land in docs/screenshots/."""
+and predict. Screenshots for the README tour land in docs/screenshots/ with MEDTUNE_UPDATE_SCREENSHOTS=1."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,13 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
-SHOTS = ROOT / "docs" / "screenshots"
+# The README's screenshots are refreshed only when asked (MEDTUNE_UPDATE_SCREENSHOTS=1), so a test run
+# leaves the tracked tree as it found it; otherwise they land in a temporary folder.
+SHOTS = (
+    ROOT / "docs" / "screenshots"
+    if os.environ.get("MEDTUNE_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.mkdtemp(prefix="medtune-shots-"))
+)
 
 
 @pytest.fixture(scope="module")
