@@ -62,6 +62,17 @@ class NullTracker:
         pass
 
 
+def artifact_location(tracking_uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts.
+
+    A tracking server decides for itself. A local SQLite store would otherwise default to ./mlruns in
+    whatever folder the worker started from; keep the artifacts beside the store instead.
+    """
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri.removeprefix("sqlite:///")).parent.joinpath("mlflow-artifacts").as_uri()
+    return None
+
+
 class MlflowTracker:
     """One MLflow run; metrics, params and tags go out in batches from a daemon thread."""
 
@@ -85,7 +96,13 @@ class MlflowTracker:
                 self.client.update_run(run_id, status="RUNNING")
         else:
             found = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+            self.experiment_id = (
+                found.experiment_id
+                if found
+                else self.client.create_experiment(
+                    experiment, artifact_location=artifact_location(tracking_uri)
+                )
+            )
             run = self.client.create_run(self.experiment_id, run_name=run_name)
         self.run_id: str | None = run.info.run_id
         self.flush_interval_s = flush_interval_s

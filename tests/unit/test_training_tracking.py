@@ -28,6 +28,9 @@ def test_mlflow_tracker_round_trip(tmp_path: Path) -> None:
         (1, 0.6), (2, 0.7), (3, 0.8)
     ]  # fmt: skip
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["metrics.json"]
+    # Artifacts sit beside the SQLite store, never in ./mlruns of whatever folder the worker started in.
+    assert (tmp_path / "mlflow-artifacts" / run.info.run_id / "artifacts" / "metrics.json").exists()
+    assert not (Path.cwd() / "mlruns").exists()
     assert tracker.url() == f"http://ui/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     resumed = MlflowTracker(uri, "exp", "ftjob_x", run_id=run.info.run_id)
     assert resumed.run_id == run.info.run_id
