@@ -16,7 +16,7 @@ from api.routers import health
 from api.state import AppState
 from platform_core.config import Settings, get_settings
 from platform_core.db.outbox import Dispatch
-from platform_core.db.session import make_engine, make_sessionmaker
+from platform_core.db.session import make_engine, make_sessionmaker, read_only
 from platform_core.storage import open_store
 
 CONSOLE_DIR = Path(__file__).parent / "console"
@@ -33,6 +33,7 @@ def build_state(settings: Settings, dispatch: Dispatch | None = None) -> AppStat
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
+        read_sessions=make_sessionmaker(read_only(engine)),
         store=open_store(settings.object_store_url or "", settings),
         dispatch=dispatch,
         secret=settings.resolved_secret(),

@@ -24,9 +24,9 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_session(state: StateDep) -> Iterator[Session]:
+def get_session(request: Request, state: StateDep) -> Iterator[Session]:
     # The request owns the transaction: services flush, this commits; tasks go out after the commit.
-    with state.sessions() as session:
+    with state.sessions_for(request.method)() as session:
         try:
             yield session
             session.commit()

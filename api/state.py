@@ -20,3 +20,10 @@ class AppState:
     store: ObjectStore
     dispatch: Dispatch
     secret: str
+    # For GET/HEAD: on SQLite these never take the write lock (see platform_core.db.session).
+    read_sessions: sessionmaker[Session] | None = None
+
+    def sessions_for(self, method: str) -> sessionmaker[Session]:
+        if method in ("GET", "HEAD", "OPTIONS") and self.read_sessions is not None:
+            return self.read_sessions
+        return self.sessions

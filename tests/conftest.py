@@ -178,7 +178,7 @@ def app_state(settings: Settings, sessions: sessionmaker[Session], outbox: Outbo
     from api.app import build_state
 
     state = build_state(settings, dispatch=outbox.append)
-    state.sessions = sessions
+    state.sessions = state.read_sessions = sessions
     return state
 
 

@@ -79,7 +79,7 @@ def stream_events(
         after = last_event_id
         started = quiet_since = time.monotonic()
         while time.monotonic() - started < STREAM_MAX_S:
-            with state.sessions() as s:
+            with state.sessions_for("GET")() as s:
                 events = service.list_events(s, project_id, job_id, 100, after, ascending=True)
                 job = service.get_job(s, project_id, job_id)
                 status, terminal = job.status, job.is_terminal

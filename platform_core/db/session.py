@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from platform_core.db import outbox
 
+BEGIN_OPTION = "medtune_sqlite_begin"
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
@@ -28,7 +30,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")
+            # A deferred transaction that reads, then writes after another process committed, fails at
+            # once with "database is locked" (the busy timeout cannot help it). Writers therefore take
+            # the write lock up front; read-only sessions (read_only()) stay deferred and never block.
+            conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(BEGIN_OPTION, 'IMMEDIATE')}")
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
@@ -36,6 +41,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same pool, for sessions that only read: on SQLite their transactions stay deferred."""
+    return engine.execution_options(**{BEGIN_OPTION: "DEFERRED"})
 
 
 @contextmanager
