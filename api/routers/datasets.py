@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
-from sqlalchemy.orm import Session
 
 from api.deps import AuditDep, SessionDep, StateDep, require
-from api.state import AppState
 from platform_core.auth.scopes import Scope
-from platform_core.auth.service import Principal, record_audit
+from platform_core.auth.service import Principal
 from platform_core.datasets import labels, service
 from platform_core.datasets.schemas import (
     DatasetCreate,
@@ -22,7 +19,6 @@ from platform_core.datasets.schemas import (
     LabelImport,
     UploadResult,
 )
-from platform_core.db.session import unit_of_work
 from platform_core.errors import UnsupportedMediaType
 
 router = APIRouter(tags=["datasets"])
@@ -74,10 +70,10 @@ def get_dataset(dataset_id: str, session: SessionDep, principal: Reader) -> Data
 def upload_files(
     dataset_id: str,
     files: Annotated[list[UploadFile], File(description="DICOM files, zips of them, or PNG/JPEG images")],
-    request: Request,
     session: SessionDep,
     state: StateDep,
     principal: Writer,
+    audit: AuditDep,
     manifest: Annotated[
         UploadFile | None, File(description="CSV: path, patient_id, study_id, labels")
     ] = None,
@@ -85,23 +81,11 @@ def upload_files(
     dataset = service.get_dataset(session, principal.project_id, dataset_id)
     table = manifest.file.read(16 * 1024 * 1024) if manifest is not None else None
     uploads = [service.Upload(f.filename or f"file{i}", f.file) for i, f in enumerate(files)]
-    with ingest_transaction(request, state) as work:
-        result = service.ingest_uploads(
-            work, state.store, state.settings, state.secret, dataset, uploads, table
-        )
-        record_audit(work, principal, "dataset.upload", "dataset", dataset.id, request_id(request))
+    result = service.ingest_uploads(
+        session, state.store, state.settings, state.secret, dataset, uploads, table
+    )
+    audit("dataset.upload", "dataset", dataset.id)
     return UploadResult(data=result)
-
-
-def request_id(request: Request) -> str | None:
-    return getattr(request.state, "request_id", None)
-
-
-def ingest_transaction(request: Request, state: AppState) -> AbstractContextManager[Session]:
-    """Ingestion (and its audit event) commits in a transaction of its own whose first statement is
-    a write (platform_core.datasets.ingest.Ingestor): on SQLite the request's transaction has already
-    read (authentication), and a reader cannot become a writer once a worker has committed since."""
-    return unit_of_work(state.sessions, state.dispatch)
 
 
 @router.post("/datasets/{dataset_id}/labels", dependencies=[Depends(multipart_form)])

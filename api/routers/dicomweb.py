@@ -8,10 +8,9 @@ from typing import IO, Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import SessionDep, StateDep, require
-from api.routers.datasets import ingest_transaction, request_id
+from api.deps import AuditDep, SessionDep, StateDep, require
 from platform_core.auth.scopes import Scope
-from platform_core.auth.service import Principal, record_audit
+from platform_core.auth.service import Principal
 from platform_core.datasets import service, stow
 
 router = APIRouter(tags=["dicomweb"])
@@ -40,12 +39,12 @@ def stow_rs(
     session: SessionDep,
     state: StateDep,
     principal: Writer,
+    audit: AuditDep,
 ) -> JSONResponse:
     dataset = service.get_dataset(session, principal.project_id, dataset_id)
     boundary = stow.check_content_type(request.headers.get("content-type", ""))
     with body:
         parts = stow.split_parts(body, boundary, state.settings.max_upload_bytes)
-    with ingest_transaction(request, state) as work:
-        result = stow.store_instances(work, state.store, state.settings, state.secret, dataset, parts)
-        record_audit(work, principal, "dataset.stow", "dataset", dataset.id, request_id(request))
+    result = stow.store_instances(session, state.store, state.settings, state.secret, dataset, parts)
+    audit("dataset.stow", "dataset", dataset.id)
     return JSONResponse(result.body, status_code=result.status, media_type="application/dicom+json")
