@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any
 
+import anyio.from_thread
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
+from python_multipart.multipart import parse_options_header
 
 from api.deps import AuditDep, SessionDep, StateDep, require
 from platform_core.auth.scopes import Scope
@@ -19,7 +22,7 @@ from platform_core.datasets.schemas import (
     LabelImport,
     UploadResult,
 )
-from platform_core.errors import UnsupportedMediaType
+from platform_core.errors import BadRequest, UnsupportedMediaType
 
 router = APIRouter(tags=["datasets"])
 
@@ -27,10 +30,67 @@ Reader = Annotated[Principal, Depends(require(Scope.DATASETS_READ))]
 Writer = Annotated[Principal, Depends(require(Scope.DATASETS_WRITE))]
 
 
+# The body of POST /files as documentation; the handler reads it itself, part by part.
+UPLOAD_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["files"],
+                "properties": {
+                    "files": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "binary"},
+                        "description": "DICOM files, zips of them, or PNG/JPEG images",
+                    },
+                    "manifest": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "CSV: path, patient_id, study_id, labels (before or after the images)",
+                    },
+                },
+            }
+        }
+    },
+}
+BLOCK_BYTES = 256 * 1024
+
+
 def multipart_form(request: Request) -> None:
-    # Checked before the body is parsed, so a wrong type answers 415, not a missing-field 422.
+    # Checked before the body is read, so a wrong type answers 415, not a missing-field 422.
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise UnsupportedMediaType("send multipart/form-data", param="files")
+
+
+def form_boundary(request: Request) -> bytes:
+    _kind, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise BadRequest("the multipart/form-data body has no boundary", param="files")
+    return boundary
+
+
+def body_blocks(request: Request, size: int = BLOCK_BYTES) -> Iterator[bytes]:
+    """The request body as it arrives, for a sync handler (it runs in a worker thread).
+
+    Each block is awaited on the event loop and handed to this thread, which parses and ingests it
+    before asking for the next: nothing blocking runs on the loop, and the client is read no
+    faster than the pipeline goes (TCP backpressure), so at most one block waits in memory. The
+    body-size limit (413) and a dropped client raise here, from the middleware and Starlette.
+    """
+    chunks = request.stream()
+
+    async def next_block() -> bytes:
+        block = bytearray()
+        async for chunk in chunks:
+            block += chunk
+            if len(block) >= size:
+                break
+        return bytes(block)
+
+    while block := anyio.from_thread.run(next_block):
+        yield block
 
 
 @router.post("/datasets", status_code=201)
@@ -66,23 +126,25 @@ def get_dataset(dataset_id: str, session: SessionDep, principal: Reader) -> Data
     return service.dataset_out(session, service.get_dataset(session, principal.project_id, dataset_id))
 
 
-@router.post("/datasets/{dataset_id}/files", status_code=202, dependencies=[Depends(multipart_form)])
+@router.post(
+    "/datasets/{dataset_id}/files",
+    status_code=202,
+    dependencies=[Depends(multipart_form)],
+    openapi_extra={"requestBody": UPLOAD_BODY},
+)
 def upload_files(
     dataset_id: str,
-    files: Annotated[list[UploadFile], File(description="DICOM files, zips of them, or PNG/JPEG images")],
+    request: Request,
     session: SessionDep,
     state: StateDep,
     principal: Writer,
     audit: AuditDep,
-    manifest: Annotated[
-        UploadFile | None, File(description="CSV: path, patient_id, study_id, labels")
-    ] = None,
 ) -> UploadResult:
+    """Parts are ingested as they arrive (not parsed up front): memory holds one part at a time."""
     dataset = service.get_dataset(session, principal.project_id, dataset_id)
-    table = manifest.file.read(16 * 1024 * 1024) if manifest is not None else None
-    uploads = [service.Upload(f.filename or f"file{i}", f.file) for i, f in enumerate(files)]
-    result = service.ingest_uploads(
-        session, state.store, state.settings, state.secret, dataset, uploads, table
+    boundary = form_boundary(request)
+    result = service.ingest_stream(
+        session, state.store, state.settings, state.secret, dataset, boundary, body_blocks(request)
     )
     audit("dataset.upload", "dataset", dataset.id)
     return UploadResult(data=result)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
-from typing import IO, Annotated
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import AuditDep, SessionDep, StateDep, require
+from api.routers.datasets import body_blocks
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
 from platform_core.datasets import service, stow
@@ -18,33 +18,28 @@ router = APIRouter(tags=["dicomweb"])
 Writer = Annotated[Principal, Depends(require(Scope.DATASETS_WRITE))]
 
 
-async def spooled_body(request: Request) -> IO[bytes]:
-    """Stream the (possibly chunked) body into a spool file; the handler parses it off the event loop."""
-    stow.check_content_type(request.headers.get("content-type", ""))
-    spool = tempfile.SpooledTemporaryFile(stow.SPOOL_BYTES)
-    async for chunk in request.stream():
-        spool.write(chunk)
-    spool.seek(0)
-    return spool
+def related_boundary(request: Request) -> bytes:
+    """415 unless `multipart/related; type="application/dicom"`, before the body is read."""
+    return stow.check_content_type(request.headers.get("content-type", ""))
 
 
-Body = Annotated[IO[bytes], Depends(spooled_body)]
+Boundary = Annotated[bytes, Depends(related_boundary)]
 
 
 @router.post("/datasets/{dataset_id}/dicomweb/studies", response_class=JSONResponse)
 def stow_rs(
     dataset_id: str,
     request: Request,
-    body: Body,
+    boundary: Boundary,
     session: SessionDep,
     state: StateDep,
     principal: Writer,
     audit: AuditDep,
 ) -> JSONResponse:
+    """Each instance is ingested as soon as its part has arrived (chunked bodies too)."""
     dataset = service.get_dataset(session, principal.project_id, dataset_id)
-    boundary = stow.check_content_type(request.headers.get("content-type", ""))
-    with body:
-        parts = stow.split_parts(body, boundary, state.settings.max_upload_bytes)
-    result = stow.store_instances(session, state.store, state.settings, state.secret, dataset, parts)
+    result = stow.store_stream(
+        session, state.store, state.settings, state.secret, dataset, boundary, body_blocks(request)
+    )
     audit("dataset.stow", "dataset", dataset.id)
     return JSONResponse(result.body, status_code=result.status, media_type="application/dicom+json")

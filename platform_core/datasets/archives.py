@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 from platform_core.dicom.read import Rejected
 
@@ -33,7 +33,7 @@ def _unsafe(name: str) -> bool:
     return name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts
 
 
-def members(fh: BinaryIO, limits: Limits) -> Iterator[Member]:
+def members(fh: IO[bytes], limits: Limits) -> Iterator[Member]:
     """Yield each file entry in archive order; unusable entries come with a reason, not data.
 
     Raises Rejected for an archive that is unreadable or a bomb as a whole (declared total over

@@ -8,6 +8,7 @@ pixel work in chunks once the files are recorded.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -68,6 +69,11 @@ class Puts:
         while self.pending:
             self.pending.popleft().result()
 
+    def settle(self) -> None:
+        """Every write so far has ended, stored or failed (nothing raised): before a cleanup."""
+        while self.pending:
+            self.pending.popleft().exception()
+
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True)
@@ -111,6 +117,7 @@ class Ingestor:
         self.queued: list[str] = []
         self.duplicates = 0
         self.puts = Puts(store)
+        self.stored: list[str] = []  # keys this transaction wrote: removed again if it fails
         if session.get_bind().dialect.name == "sqlite":
             # SQLite: take the write lock now (waiting on busy_timeout), before this transaction reads.
             repository.touch_dataset(session, dataset.id)
@@ -121,7 +128,21 @@ class Ingestor:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.puts.close()
+        try:
+            if exc is not None:
+                self.discard()
+        finally:
+            self.puts.close()
+
+    def discard(self) -> None:
+        """The transaction is failing (a bad manifest, a body over the limit, a dropped client...): take
+        back the objects it stored. Done before its rollback, so a concurrent upload of the same
+        instance, waiting on our row's unique key, only stores its copy after these deletes."""
+        self.puts.settle()
+        for key in self.stored:
+            with contextlib.suppress(Exception):  # best effort: an orphan holds de-identified bytes only
+                self.store.delete(key)
+        self.stored.clear()
 
     def reject(self, reason: str, source: str = "dicom") -> Outcome:
         image_id = new_id("img")
@@ -148,6 +169,7 @@ class Ingestor:
             self.duplicates += 1
             return Outcome("duplicate")
         # The key derives from the pseudonymous instance UID: a retried upload rewrites the same object.
+        self.stored.append(key)
         self.puts.put(key, data, content_type)
         self.queued.append(image_id)
         return Outcome("queued", None, image_id)

@@ -9,8 +9,8 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session
 
 from platform_core.config import Settings
-from platform_core.datasets import archives, imaging, repository
-from platform_core.datasets.ingest import Ingestor, Outcome
+from platform_core.datasets import parts, repository
+from platform_core.datasets.ingest import Ingestor
 from platform_core.datasets.models import Dataset, Image
 from platform_core.datasets.schemas import (
     Counts,
@@ -21,7 +21,7 @@ from platform_core.datasets.schemas import (
     ImageOut,
     LabelCounts,
 )
-from platform_core.dicom.read import Rejected
+from platform_core.datasets.uploads import UploadBatch
 from platform_core.errors import Invalid, NotFound
 from platform_core.ids import new_id
 from platform_core.storage import ObjectStore
@@ -107,14 +107,6 @@ class Upload:
     file: BinaryIO
 
 
-def _limits(settings: Settings) -> archives.Limits:
-    return archives.Limits(
-        max_total_bytes=settings.max_zip_uncompressed_bytes,
-        max_ratio=settings.max_zip_ratio,
-        max_member_bytes=settings.max_upload_bytes,
-    )
-
-
 def ingest_uploads(
     session: Session,
     store: ObjectStore,
@@ -124,59 +116,30 @@ def ingest_uploads(
     uploads: Iterable[Upload],
     manifest: bytes | None = None,
 ) -> list[FileOutcome]:
-    """Each part (or zip member) independently: a bad one is rejected with its reason, others go on."""
-    table = imaging.Manifest(manifest, dataset) if manifest is not None else None
-    with Ingestor(session, store, secret, dataset) as ingestor:
-        return _ingest(ingestor, settings, uploads, table)
+    """Each file (or zip member) independently: a bad one is rejected with its reason, others go on."""
+    with Ingestor(session, store, secret, dataset) as ingestor, UploadBatch(ingestor, settings) as batch:
+        if manifest is not None:
+            batch.manifest(manifest)
+        for upload in uploads:
+            batch.file(upload.filename, upload.file)
+        return batch.finish()
 
 
-def _ingest(
-    ingestor: Ingestor, settings: Settings, uploads: Iterable[Upload], table: imaging.Manifest | None
+def ingest_stream(
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    secret: str,
+    dataset: Dataset,
+    boundary: bytes,
+    blocks: Iterable[bytes],
 ) -> list[FileOutcome]:
-    out: list[FileOutcome] = []
-    for index, upload in enumerate(uploads):
-        head = upload.file.read(8)
-        upload.file.seek(0)
-        if archives.is_zip(head):
-            try:
-                for member in archives.members(upload.file, _limits(settings)):
-                    name = f"{upload.filename}/{member.path}"
-                    if member.data is None:
-                        result = ingestor.reject(member.reason or "corrupt")
-                    else:
-                        result = _one(ingestor, member.data, member.path, table)
-                    out.append(_outcome(index, name, result))
-            except Rejected as exc:
-                out.append(_outcome(index, upload.filename, ingestor.reject(exc.reason)))
-            continue
-        data = _read_limited(upload.file, settings.max_upload_bytes)
-        if data is None:
-            result = ingestor.reject("too_large")
-        else:
-            result = _one(ingestor, data, upload.filename, table)
-        out.append(_outcome(index, upload.filename, result))
-    ingestor.finish()
-    return out
-
-
-def _read_limited(fh: BinaryIO, limit: int) -> bytes | None:
-    data = fh.read(limit + 1)
-    return None if len(data) > limit else data
-
-
-def _one(ingestor: Ingestor, data: bytes, path: str, table: imaging.Manifest | None) -> Outcome:
-    if imaging.is_image(data[:8]):
-        meta = table.find(path) if table is not None else imaging.mura_meta(path, ingestor.dataset)
-        if meta is None:
-            return ingestor.reject("not_in_manifest" if table is not None else "unlabelled_image")
-        return imaging.ingest_image(ingestor, data, meta)
-    return ingestor.dicom(data)
-
-
-def _outcome(index: int, filename: str, result: Outcome) -> FileOutcome:
-    return FileOutcome(
-        index=index, filename=filename, outcome=result.outcome, reason=result.reason, image_id=result.image_id
-    )
+    """A multipart/form-data body (`files` parts, an optional `manifest`) ingested as it streams in."""
+    with Ingestor(session, store, secret, dataset) as ingestor, UploadBatch(ingestor, settings) as batch:
+        parts.stream_parts(boundary, blocks, batch.part)
+        if not batch.files:
+            raise Invalid("send at least one part named 'files'", param="files")
+        return batch.finish()
 
 
 def list_images(

@@ -1,23 +1,24 @@
-"""DICOMweb STOW-RS (PS3.18 10.5): parse multipart/related bodies, build the dicom+json reply."""
+"""DICOMweb STOW-RS (PS3.18 10.5): multipart/related bodies ingested part by part, the dicom+json reply."""
 
 from __future__ import annotations
 
 import io
-import tempfile
-from dataclasses import dataclass, field
-from typing import IO, Any
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 from sqlalchemy.orm import Session
 
 from platform_core.config import Settings
-from platform_core.datasets.ingest import Ingestor, Outcome
+from platform_core.datasets import parts
+from platform_core.datasets.ingest import Ingestor
 from platform_core.datasets.models import Dataset as DatasetRow
+from platform_core.datasets.parts import Part
 from platform_core.errors import BadRequest, UnsupportedMediaType
 
-SPOOL_BYTES = 8 * 1024 * 1024
 CANNOT_UNDERSTAND = 0xC000
 OUT_OF_RESOURCES = 0xA700
 
@@ -34,62 +35,6 @@ def check_content_type(content_type: str) -> bytes:
     return boundary
 
 
-@dataclass
-class Part:
-    headers: dict[str, str] = field(default_factory=dict)
-    file: IO[bytes] = field(default_factory=lambda: tempfile.SpooledTemporaryFile(SPOOL_BYTES))
-    size: int = 0
-
-
-def split_parts(body: IO[bytes], boundary: bytes, max_part_bytes: int) -> list[Part]:
-    """Spool each part (memory up to 8 MiB, then a private unlinked temp file)."""
-    parts: list[Part] = []
-    field_name = bytearray()
-    field_value = bytearray()
-
-    def on_part_begin() -> None:
-        parts.append(Part())
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        field_name.extend(data[start:end])
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        field_value.extend(data[start:end])
-
-    def on_header_end() -> None:
-        parts[-1].headers[field_name.decode("latin-1").lower()] = field_value.decode("latin-1").strip()
-        field_name.clear()
-        field_value.clear()
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        part = parts[-1]
-        part.size += end - start
-        if part.size <= max_part_bytes:
-            part.file.write(data[start:end])
-
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_part_data": on_part_data,
-        },
-    )
-    try:
-        while chunk := body.read(1024 * 1024):
-            parser.write(chunk)
-        parser.finalize()
-    except Exception:
-        for p in parts:
-            p.file.close()
-        raise BadRequest("malformed multipart/related body") from None
-    for p in parts:
-        p.file.seek(0)
-    return parts
-
-
 def _uids(data: bytes) -> tuple[str | None, str | None]:
     try:
         ds = dcmread(io.BytesIO(data), force=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
@@ -104,44 +49,62 @@ class StowResult:
     body: dict[str, Any]
 
 
-def store_instances(
-    session: Session, store: Any, settings: Settings, secret: str, dataset: DatasetRow, parts: list[Part]
+def store_stream(
+    session: Session,
+    store: Any,
+    settings: Settings,
+    secret: str,
+    dataset: DatasetRow,
+    boundary: bytes,
+    blocks: Iterable[bytes],
 ) -> StowResult:
-    """Each part through the same pipeline as /files; the reply echoes the sender's own UIDs only."""
+    """Each part through the same pipeline as /files as soon as it has arrived (one held at a time);
+    the reply echoes the sender's own UIDs only."""
     with Ingestor(session, store, secret, dataset) as ingestor:
-        return _store(ingestor, settings, parts)
+        stow = _Stow(ingestor, settings)
+        parts.stream_parts(boundary, blocks, stow.part)
+        return stow.finish()
 
 
-def _store(ingestor: Ingestor, settings: Settings, parts: list[Part]) -> StowResult:
-    ok: list[Dataset] = []
-    failed: list[Dataset] = []
-    for part in parts:
-        ctype = part.headers.get("content-type", "application/dicom").split(";")[0].strip().lower()
-        data = part.file.read() if part.size <= settings.max_upload_bytes else b""
-        part.file.close()
+class _Stow:
+    def __init__(self, ingestor: Ingestor, settings: Settings) -> None:
+        self.ingestor = ingestor
+        self.settings = settings
+        # (SOP class, SOP instance, failure reason or None) per part: small, the reply is built at the end.
+        self.results: list[tuple[str | None, str | None, int | None]] = []
+
+    def part(self, part: Part) -> None:
+        ctype = part.content_type or "application/dicom"
+        data = part.read(self.settings.max_upload_bytes)
         sop_class, sop_instance = _uids(data) if data else (None, None)
-        outcome: Outcome
-        if ctype != "application/dicom" or not data:
-            outcome = Outcome("rejected", "too_large" if data == b"" and part.size else "not_dicom")
-            code = OUT_OF_RESOURCES if part.size > settings.max_upload_bytes else CANNOT_UNDERSTAND
-        else:
-            outcome = ingestor.dicom(data)
+        if data is None:
+            code: int | None = OUT_OF_RESOURCES
+        elif ctype != "application/dicom" or not data:
             code = CANNOT_UNDERSTAND
-        item = Dataset()
-        if sop_class:
-            item.ReferencedSOPClassUID = sop_class
-        if sop_instance:
-            item.ReferencedSOPInstanceUID = sop_instance
-        if outcome.outcome == "rejected":
-            item.FailureReason = code
-            failed.append(item)
         else:
-            ok.append(item)
-    ingestor.finish()
-    reply = Dataset()
-    if ok:
-        reply.ReferencedSOPSequence = ok
-    if failed:
-        reply.FailedSOPSequence = failed
-    status = 200 if not failed else (202 if ok else 409)
-    return StowResult(status, reply.to_json_dict())
+            outcome = self.ingestor.dicom(data)
+            code = CANNOT_UNDERSTAND if outcome.outcome == "rejected" else None
+        self.results.append((sop_class, sop_instance, code))
+
+    def finish(self) -> StowResult:
+        self.ingestor.finish()
+        ok: list[Dataset] = []
+        failed: list[Dataset] = []
+        for sop_class, sop_instance, code in self.results:
+            item = Dataset()
+            if sop_class:
+                item.ReferencedSOPClassUID = sop_class
+            if sop_instance:
+                item.ReferencedSOPInstanceUID = sop_instance
+            if code is not None:
+                item.FailureReason = code
+                failed.append(item)
+            else:
+                ok.append(item)
+        reply = Dataset()
+        if ok:
+            reply.ReferencedSOPSequence = ok
+        if failed:
+            reply.FailedSOPSequence = failed
+        status = 200 if not failed else (202 if ok else 409)
+        return StowResult(status, reply.to_json_dict())
