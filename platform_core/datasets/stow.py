@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -35,9 +34,11 @@ def check_content_type(content_type: str) -> bytes:
     return boundary
 
 
-def _uids(data: bytes) -> tuple[str | None, str | None]:
+def _uids(fh: IO[bytes]) -> tuple[str | None, str | None]:
+    """The sender's own UIDs, for the reply; the header alone is read (a part may be huge)."""
     try:
-        ds = dcmread(io.BytesIO(data), force=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
+        fh.seek(0)
+        ds = dcmread(fh, force=True, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
         return str(ds.get("SOPClassUID", "")) or None, str(ds.get("SOPInstanceUID", "")) or None
     except Exception:
         return None, None
@@ -76,7 +77,7 @@ class _Stow:
     def part(self, part: Part) -> None:
         ctype = part.content_type or "application/dicom"
         data = part.read(self.settings.max_upload_bytes)
-        sop_class, sop_instance = _uids(data) if data else (None, None)
+        sop_class, sop_instance = _uids(part.file) if part.size else (None, None)
         if data is None:
             code: int | None = OUT_OF_RESOURCES
         elif ctype != "application/dicom" or not data:

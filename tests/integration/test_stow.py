@@ -82,3 +82,37 @@ def test_store_instances_with_dicomweb_client(live: tuple[str, Any, str]) -> Non
                       headers={**headers, "Content-Type": related})  # fmt: skip
     assert r.status_code == 409 and r.headers["content-type"].startswith("application/dicom+json")
     assert "00081198" in r.json()
+
+
+def test_chunked_body_parts_ingested_as_they_come(live: tuple[str, Any, str]) -> None:
+    base, state, raw = live
+    headers = {"Authorization": f"Bearer {raw}"}
+    r = requests.post(f"{base}/v1/datasets", json={"name": "pacs", "task": "binary", "labels": ["x"]},
+                      headers=headers, timeout=10)  # fmt: skip
+    ds_id = r.json()["id"]
+    url = f"{base}/v1/datasets/{ds_id}/dicomweb/studies"
+    related = {**headers, "Content-Type": 'multipart/related; type="application/dicom"; boundary=b2'}
+    good = [to_bytes(radiograph(patient=70 + i)) for i in range(3)]
+    huge = to_bytes(radiograph(patient=79, size=320))
+    body = b"".join(b"--b2\r\nContent-Type: application/dicom\r\n\r\n" + d + b"\r\n" for d in [*good, huge])
+    body += b"--b2--\r\n"
+
+    def chunked(data: bytes) -> Iterator[bytes]:  # no Content-Length: Transfer-Encoding: chunked
+        for i in range(0, len(data), 5003):
+            yield data[i : i + 5003]
+
+    state.settings.max_upload_bytes = len(huge) - 1
+    r = requests.post(url, data=chunked(body), headers=related, timeout=30)
+    assert r.status_code == 202, r.text
+    reply = r.json()
+    assert len(reply["00081199"]["Value"]) == 3
+    failed = reply["00081198"]["Value"]
+    assert len(failed) == 1 and failed[0]["00081197"]["Value"] == [0xA700]  # out of resources
+    assert failed[0]["00081155"]["Value"] == [str(radiograph(patient=79).SOPInstanceUID)]
+
+    # Truncated before the closing boundary: 400, and nothing of it is kept.
+    before = len(list(state.store.list(f"datasets/{ds_id}/")))
+    fresh = b"--b2\r\nContent-Type: application/dicom\r\n\r\n" + to_bytes(radiograph(patient=80))
+    r = requests.post(url, data=chunked(fresh + b"\r\n--b2\r\n"), headers=related, timeout=30)
+    assert r.status_code == 400
+    assert len(list(state.store.list(f"datasets/{ds_id}/"))) == before
