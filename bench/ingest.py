@@ -1,12 +1,13 @@
 """Ingestion benchmark: the whole pipeline vs dicognito's de-identification alone, on the same files.
 
-    python -m bench.ingest [--n 200] [--scales 1,4] [--size 512] [--batch 16]
+    python -m bench.ingest [--n 200] [--scales 1,4] [--size 512] [--batch 16]  (--batch 0: one request)
 
 For each scale s it writes s*N generated DICOM radiographs (plus the compressed files shipped by
 pydicom / pydicom-data) to disk, then runs, as `medtune up` does (SQLite, local object store,
 filesystem broker), three processes:
-  - the API under uvicorn, receiving the files over HTTP (multipart, `batch` files per request,
-    streamed from disk by an httpx client in this process): parse, filter, de-identify, store, record;
+  - the API under uvicorn, receiving the files over HTTP (multipart, `batch` files per request, or
+    all of them in one with --batch 0, streamed from disk one file at a time by an httpx client in
+    this process): each part parsed, filtered, de-identified, stored and recorded as it arrives;
   - a real Celery worker (solo pool) taking the `ingest` queue: decode, window, resize, pixel cache;
 and stops the clock when the dataset reports every image done. Then dicognito de-identifies the same
 files (read, anonymize, write to memory) in a fresh process. Peak memory is each process's VmHWM;
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DICOM = "application/dicom"
+BOUNDARY = "medtune-bench-boundary"
 COMPRESSED = [
     "JPEG2000.dcm", "MR_small_jpeg_ls_lossless.dcm", "JPGExtended.dcm", "SC_rgb_jpeg_gdcm.dcm",
     "MR_small_RLE.dcm", "image_dfl.dcm", "MR_small_bigendian.dcm", "emri_small_jpeg_2k_lossless.dcm",
@@ -90,6 +93,20 @@ def write_corpus(folder: Path, n: int, size: int) -> int:
             (folder / f"z_{name}").write_bytes(data)
             total += len(data)
     return total
+
+
+def form_body(paths: list[Path]) -> Iterator[bytes]:
+    """A multipart/form-data body read from disk one file at a time (sent chunked)."""
+    for path in paths:
+        yield (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="{path.name}"\r\n'
+            f"Content-Type: {DICOM}\r\n\r\n"
+        ).encode()
+        with path.open("rb") as fh:
+            while chunk := fh.read(1024 * 1024):
+                yield chunk
+        yield b"\r\n"
+    yield f"--{BOUNDARY}--\r\n".encode()
 
 
 def proc_status(pid: int) -> dict[str, float]:
@@ -160,17 +177,13 @@ def run_pipeline(corpus: Path, work: Path, batch: int) -> dict[str, Any]:
             time.sleep(2.0)
             before = {"api": proc_status(api.pid), "worker": proc_status(worker.pid)}
             start = time.perf_counter()
-            for i in range(0, len(paths), batch):
-                handles = [p.open("rb") for p in paths[i : i + batch]]
-                try:
-                    names = [p.name for p in paths[i : i + batch]]
-                    parts = [("files", (n, f, DICOM)) for n, f in zip(names, handles, strict=True)]
-                    r = client.post(f"/v1/datasets/{ds_id}/files", files=parts)
-                    if r.status_code != 202:
-                        raise RuntimeError(f"{r.status_code}: " + (work / "api.log").read_text()[-3000:])
-                finally:
-                    for fh in handles:
-                        fh.close()
+            step = batch or len(paths)
+            form = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+            for i in range(0, len(paths), step):
+                parts = form_body(paths[i : i + step])
+                r = client.post(f"/v1/datasets/{ds_id}/files", content=parts, headers=form)
+                if r.status_code != 202:
+                    raise RuntimeError(f"{r.status_code}: " + (work / "api.log").read_text()[-3000:])
                 for d in r.json()["data"]:
                     outcomes[d["outcome"]] = outcomes.get(d["outcome"], 0) + 1
             while True:
@@ -248,7 +261,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--scales", default="1,4", help="upload sizes as multiples of N")
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=16, help="files per request; 0: all in one request")
     args = parser.parse_args()
     import logging
     import warnings
@@ -263,7 +276,7 @@ def main() -> None:
     print(json.dumps({
         "cpu_cores": os.cpu_count(),
         "image_size": args.size,
-        "files_per_request": args.batch,
+        "files_per_request": args.batch or "all",
         "runs": runs,
         "peak_rss_growth_largest_over_smallest_mb": round(peaks[-1] - peaks[0], 1),
     }, indent=2))  # fmt: skip
