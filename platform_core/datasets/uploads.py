@@ -6,6 +6,12 @@ one exception is PNG/JPEG images that arrive before the request's `manifest` par
 labels they get depends on that manifest, so their bytes wait in a private temporary file (never
 in memory, deleted with the request) and are ingested one by one when the manifest arrives, or
 at the end of the body by the MURA folder layout. Outcomes come back in request order either way.
+
+Everything happens in the request's one transaction, open while the body streams in: a request
+that fails midway (a bad manifest, a body over the limit, a client gone) rolls back, and the
+Ingestor takes back the objects it stored. On SQLite that transaction is a writer from its first
+statement, so it holds the write lock for the whole upload (the pixel task retries past its busy
+timeout).
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ class UploadBatch:
     def part(self, part: Part) -> None:
         """One multipart part: `files` (repeated) or `manifest`; other form fields are ignored."""
         if part.name == FILES:
-            self.file(part.filename or f"file{self.files}", part.file)
+            self.file(part.filename or f"file{self.files}", part.file, part.size)
         elif part.name == MANIFEST:
             data = part.read(MANIFEST_BYTES)
             if data is None:
@@ -87,7 +93,7 @@ class UploadBatch:
         self.manifest_seen = True
         self._release()
 
-    def file(self, filename: str, fh: IO[bytes]) -> None:
+    def file(self, filename: str, fh: IO[bytes], size: int | None = None) -> None:
         """One uploaded file (a DICOM, an image, or a zip of them); its outcomes take the next index."""
         index = self.files
         self.files += 1
@@ -98,15 +104,19 @@ class UploadBatch:
                 for member in archives.members(fh, limits(self.settings)):
                     name = f"{filename}/{member.path}"
                     if member.data is None:
-                        self._put(index, name, self.ingestor.reject(member.reason or "corrupt"))
+                        self._record(index, name, self.ingestor.reject(member.reason or "corrupt"))
                     else:
                         self._one(index, name, member.data, member.path)
             except Rejected as exc:
-                self._put(index, filename, self.ingestor.reject(exc.reason))
+                self._record(index, filename, self.ingestor.reject(exc.reason))
             return
-        data = fh.read(self.settings.max_upload_bytes + 1)
-        if len(data) > self.settings.max_upload_bytes:
-            self._put(index, filename, self.ingestor.reject("too_large"))
+        limit = self.settings.max_upload_bytes
+        if size is not None and size > limit:  # known from the part: refuse without reading it
+            self._record(index, filename, self.ingestor.reject("too_large"))
+            return
+        data = fh.read(limit + 1)
+        if len(data) > limit:
+            self._record(index, filename, self.ingestor.reject("too_large"))
         else:
             self._one(index, filename, data, filename)
 
@@ -122,7 +132,7 @@ class UploadBatch:
         if imaging.is_image(data[:8]) and not self.manifest_seen:
             self._wait(index, name, path, data)
         else:
-            self._put(index, name, self._ingest(data, path))
+            self._record(index, name, self._ingest(data, path))
 
     def _ingest(self, data: bytes, path: str) -> Outcome:
         if imaging.is_image(data[:8]):
@@ -133,7 +143,7 @@ class UploadBatch:
             return imaging.ingest_image(self.ingestor, data, meta)
         return self.ingestor.dicom(data)
 
-    def _put(self, index: int, name: str, result: Outcome) -> None:
+    def _record(self, index: int, name: str, result: Outcome) -> None:
         self.out.append(_outcome(index, name, result))
 
     def _wait(self, index: int, name: str, path: str, data: bytes) -> None:

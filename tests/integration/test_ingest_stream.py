@@ -141,3 +141,17 @@ def test_a_failing_request_leaves_nothing_stored(
     assert [d["outcome"] for d in r.json()["data"]] == ["queued"] * 3
     keys, rows = stored(app_state, ds_id)
     assert len(keys) == 3 and rows == 3
+
+
+def test_a_part_over_the_file_limit_is_rejected_alone(
+    client: Any, auth: dict[str, str], settings: Any
+) -> None:
+    ds_id = create(client, auth)
+    small, big = to_bytes(radiograph(patient=71)), to_bytes(radiograph(patient=72, size=320))
+    settings.max_upload_bytes = len(big) - 1
+    body = form([("files", "big.dcm", big), ("files", "ok.dcm", small)])
+    r = post(client, auth, ds_id, chunks(body, 65536))
+    assert [(d["outcome"], d["reason"]) for d in r.json()["data"]] == [
+        ("rejected", "too_large"),
+        ("queued", None),
+    ]

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import OperationalError
+
 from platform_core.datasets import ingest
 from platform_core.db.session import unit_of_work
 from worker.app import celery_app
 from worker.context import context
 
 
-@celery_app.task(name="ingest.process_image", acks_late=True)
+# An upload is one transaction that lasts as long as its body takes to stream in; on SQLite it holds
+# the write lock that long, which can outlast the busy timeout here. The task is idempotent: retry.
+@celery_app.task(
+    name="ingest.process_image",
+    acks_late=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=10,
+)
 def process_image(*image_ids: str) -> list[str | None]:
     """One message carries a chunk of image ids (platform_core.datasets.ingest.TASK_CHUNK).
 
