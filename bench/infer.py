@@ -1,13 +1,21 @@
 """Serving benchmark (prints JSON): single-request latency, throughput at 1/8/32 clients against a naive
-server (one forward per request, adapter loaded per request) in the same run, 20 hot adapters vs 1,
-and cold adapter load time. A small timm model on random weights, so it runs in a minute or two on CPU.
+server (one forward per request, its adapter put on the base with peft and taken off per request) in
+the same run, 20 hot adapters vs 1, and cold adapter load time; with --bf16, the same 32-client
+throughput under bfloat16 autocast and how far its probabilities are from float32. timm models on
+random weights (nothing downloaded).
+
+The 1-vs-20-adapter comparison alternates the two for --rounds rounds and reports the medians, so a
+shared, noisy machine moves both alike.
 
     .venv/bin/python bench/infer.py [--arch test_vit] [--size 160] [--seconds 4]
+    .venv/bin/python bench/infer.py --arch vit_small_patch16_224 --size 224 --seconds 6 --single 10
+    .venv/bin/python bench/infer.py --arch resnet50 --size 224 --seconds 6 --single 10 --bf16
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import threading
@@ -18,15 +26,17 @@ from typing import Any
 import torch
 
 from platform_core.inference.loader import (
+    PEFT_PREFIX,
     AdapterSource,
     BaseKey,
     Engine,
     LoraSpec,
-    SharedBase,
     build_backbone,
+    split_state,
     state_sha256,
 )
 from platform_core.training import catalog
+from platform_core.training.catalog import BackboneEntry
 from platform_core.training.models import MethodConfig, apply_method, create_backbone, trainable_state
 from platform_core.training.weights import ResolvedWeights
 
@@ -52,11 +62,44 @@ def adapters(arch: str, size: int, n: int) -> tuple[dict[str, torch.Tensor], lis
                     p.normal_(0, 0.02)
         state = trainable_state(model)
         out.append(AdapterSource(f"mv{i}", key, ("a", "b"), LoraSpec(8, 16, entry.lora_targets),
-                                 lambda s=state: s, lambda: base))  # fmt: skip
+                                 functools.partial(dict, state), lambda: base))  # fmt: skip
     return base, out
 
 
-def throughput(call: Callable[[int], None], clients: int, seconds: float) -> tuple[float, list[float]]:
+class NaivePeft:
+    """Serving without the engine: per request, peft puts the version's adapter on the base (LoRA layers
+    injected, weights loaded), one forward of that one image runs, and the adapter is taken off again."""
+
+    def __init__(self, entry: BackboneEntry, size: int, state: dict[str, torch.Tensor], device: torch.device):
+        self.entry = entry
+        self.device = device
+        self.backbone = build_backbone(entry, size, state).to(device).eval()
+
+    def predict(self, source: AdapterSource, x: torch.Tensor) -> torch.Tensor:
+        from peft import LoraConfig, get_peft_model
+
+        assert source.lora is not None
+        lora, head_state, _ = split_state(source.load_state(), self.entry.classifier)
+        spec = source.lora
+        targets = spec.targets if isinstance(spec.targets, str) else list(spec.targets)
+        config = LoraConfig(r=spec.r, lora_alpha=spec.alpha, target_modules=targets)
+        model = get_peft_model(self.backbone, config)
+        rename = {".lora_A.": ".lora_A.default.", ".lora_B.": ".lora_B.default."}
+        weights = {}
+        for key, value in lora.items():
+            for old, new in rename.items():
+                key = key.replace(old, new)
+            weights[PEFT_PREFIX + key] = value
+        model.load_state_dict(weights, strict=False)
+        head = torch.nn.Linear(head_state["weight"].shape[1], head_state["weight"].shape[0]).to(self.device)
+        head.load_state_dict(head_state)
+        with torch.inference_mode():
+            out = torch.sigmoid(head(model(x[None].to(self.device))))
+        self.backbone = model.unload()
+        return out
+
+
+def throughput(call: Callable[[int], object], clients: int, seconds: float) -> tuple[float, list[float]]:
     stop = time.monotonic() + seconds
     latencies: list[float] = []
     lock = threading.Lock()
@@ -84,6 +127,28 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))] * 1000
 
 
+def bf16_report(args: argparse.Namespace, sources: list[AdapterSource], fp32: Engine, x: torch.Tensor) -> Any:
+    """32-client throughput (20 adapters) under bfloat16 autocast, and its distance from float32."""
+    engine = Engine(cache_size=32, window_ms=args.window_ms, max_batch=args.max_batch, bf16=True)
+    if engine.autocast_dtype is None:
+        engine.close()
+        return {"supported": False}
+    g = torch.Generator().manual_seed(7)
+    images = list(torch.randn(32, 3, args.size, args.size, generator=g))
+    for s in sources:
+        engine.load(s)
+    diffs: list[float] = []
+    for i, s in enumerate(sources):
+        ref = fp32.predict(s, images[i : i + 8])
+        got = engine.predict(s, images[i : i + 8])
+        diffs.extend(float(abs(a - b).max()) for a, b in zip(ref, got, strict=True))
+    rps, _ = throughput(lambda i: engine.predict(sources[i % 20], [x]), 32, args.seconds)
+    fp, _ = throughput(lambda i: fp32.predict(sources[i % 20], [x]), 32, args.seconds)
+    engine.close()
+    return {"supported": True, "20_adapters_rps": round(rps, 1), "fp32_20_adapters_rps": round(fp, 1),
+            "speedup": round(rps / fp, 3), "max_abs_prob_diff": round(max(diffs), 5)}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--arch", default="test_vit")
@@ -91,12 +156,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--window-ms", type=float, default=5.0)
     parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--single", type=int, default=50, help="single requests timed for latency")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of 1 vs 20 hot adapters")
+    parser.add_argument("--bf16", action="store_true", help="also measure bfloat16 autocast serving")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     base_state, sources = adapters(args.arch, args.size, 20)
     x = torch.randn(3, args.size, args.size)
     engine = Engine(cache_size=32, window_ms=args.window_ms, max_batch=args.max_batch)
     report: dict[str, Any] = {"arch": args.arch, "image_size": args.size, "device": str(engine.device),
+                              "threads": torch.get_num_threads(), "seconds": args.seconds,
                               "window_ms": args.window_ms, "max_batch": args.max_batch}  # fmt: skip
 
     t = time.perf_counter()
@@ -109,10 +178,10 @@ def main() -> None:
         cold.append(time.perf_counter() - t)
     report["cold_adapter_load_ms"] = round(statistics.median(cold) * 1000, 2)
 
-    for _ in range(5):
+    for _ in range(3):
         engine.predict(sources[0], [x])
     single = []
-    for _ in range(50):
+    for _ in range(args.single):
         t = time.perf_counter()
         engine.predict(sources[0], [x])
         single.append(time.perf_counter() - t)
@@ -120,16 +189,10 @@ def main() -> None:
 
     entry = catalog.get(args.arch)
 
-    naive_base = SharedBase(
-        BaseKey("naive", "x", args.size), entry, build_backbone(entry, args.size, base_state), engine.device
-    )
+    naive_server = NaivePeft(entry, args.size, base_state, engine.device)
 
     def naive(i: int) -> None:
-        # One forward per request; the adapter loaded for it and unloaded after (the base stays in memory).
-        src = sources[0]
-        naive_base.add(src.name, src.labels, src.lora, src.load_state())
-        naive_base.probabilities(x[None], [src.name])
-        naive_base.remove(src.name)
+        naive_server.predict(sources[0], x)
 
     served: dict[str, Any] = {}
     naive_out: dict[str, Any] = {}
@@ -149,10 +212,18 @@ def main() -> None:
 
     for s in sources:
         engine.load(s)
-    one, _ = throughput(lambda i: engine.predict(sources[0], [x]), 32, args.seconds)
-    twenty, _ = throughput(lambda i: engine.predict(sources[i % 20], [x]), 32, args.seconds)
+    ones, twenties = [], []
+    for _ in range(args.rounds):
+        one, _ = throughput(lambda i: engine.predict(sources[0], [x]), 32, args.seconds)
+        twenty, _ = throughput(lambda i: engine.predict(sources[i % 20], [x]), 32, args.seconds)
+        ones.append(one)
+        twenties.append(twenty)
+    one, twenty = statistics.median(ones), statistics.median(twenties)
+    per_round = [round(b / a, 3) for a, b in zip(ones, twenties, strict=True)]
     report["hot_adapters"] = {"1_adapter_rps": round(one, 1), "20_adapters_rps": round(twenty, 1),
-                              "ratio": round(twenty / one, 3)}  # fmt: skip
+                              "ratio": round(twenty / one, 3), "ratio_per_round": per_round}  # fmt: skip
+    if args.bf16:
+        report["bf16"] = bf16_report(args, sources, engine, x)
     batcher = engine._batchers[sources[0].base]
     report["batches"] = {"count": batcher.stats.batches, "largest": batcher.stats.largest,
                          "mean": round(batcher.stats.items / max(1, batcher.stats.batches), 2)}  # fmt: skip

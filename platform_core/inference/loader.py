@@ -1,13 +1,14 @@
 """Serving models: each base (architecture + weights) loaded once per process, adapters in an LRU cache.
 
 A base is a timm backbone without its classifier (num_classes=0), frozen, in eval mode. Model
-versions trained on it are peft LoRA adapters added to it by name, each with its own classifier head
-(kept beside the backbone, so versions with different label sets share one base) and, for CNNs, its
-own BatchNorm running statistics (training moves them even when the weights are frozen). One forward
-serves rows of different adapters: peft's `adapter_names` routes each row through its adapter's LoRA
-matrices (Linear and Conv layers), a pre-hook gives each row its adapter's BatchNorm statistics, and
-the heads run per adapter on the pooled features. Layers peft cannot mix fall back to one forward per
-adapter within the batch.
+versions trained on it are LoRA adapters (trained with peft) added to it by name, each with its own
+classifier head (kept beside the backbone, so versions with different label sets share one base) and,
+for CNNs, its own BatchNorm running statistics (training moves them even when the weights are frozen).
+One forward serves rows of different adapters: hooks on the base's layers add each row's LoRA delta
+and shift each row to its adapter's BatchNorm statistics, all rows at once (platform_core.inference.lora:
+a gather and batched matmuls, so the cost does not grow with the adapters a batch mixes); the heads
+run per adapter on the pooled features. A model that folds its rows inside a LoRA layer falls back to
+one forward per adapter within the batch.
 
 The checkpoint an adapter is loaded from is the trainable state training saved (peft's key layout:
 `base_model.model.<module>.lora_A.<name>.weight`, `<classifier>.modules_to_save.<name>.*`, buffers);
@@ -16,16 +17,15 @@ tensors the adapter needs but lacks are an error, tensors nobody knows are a war
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import logging
 import re
 import threading
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,19 +34,16 @@ from torch import nn
 
 from platform_core.errors import Invalid
 from platform_core.inference.batcher import MicroBatcher
+from platform_core.inference.lora import BatchedLora, NormShift, Unbatchable, lora_shapes, route
 from platform_core.training import catalog
 from platform_core.training.catalog import BackboneEntry
 
 log = logging.getLogger("medtune.inference")
 
-BASE_ROW = "__base__"  # peft's name for "no adapter" in a mixed batch
 PEFT_PREFIX = "base_model.model."
 _LORA_KEY = re.compile(r"^(?P<module>.+)\.(?P<kind>lora_[AB])\.(?P<adapter>[^.]+)\.(?P<param>weight|bias)$")
 _SAVED_KEY = re.compile(r"^(?P<module>.+)\.modules_to_save\.(?P<adapter>[^.]+)\.(?P<param>.+)$")
 _BN_STATS = ("running_mean", "running_var")
-
-# The adapter of each row of the forward running on this thread, for the BatchNorm pre-hooks.
-_ROWS: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("medtune_rows", default=None)
 
 
 @dataclass(frozen=True)
@@ -121,15 +118,12 @@ def split_state(state: dict[str, torch.Tensor], classifier: str) -> tuple[
     return lora, head, buffers
 
 
-@dataclass
-class _NormStats:
-    module: nn.modules.batchnorm._BatchNorm
-    per_adapter: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
-    hook: Any = None
-
-
 class SharedBase:
-    """One backbone in memory and the adapters added to it; forward and changes are serialised by `lock`."""
+    """One backbone in memory and the adapters added to it; forward and changes are serialised by `lock`.
+
+    Every adapter owns a slot; its LoRA matrices and BatchNorm statistics sit at that slot in hooks on
+    the backbone's layers (platform_core.inference.lora), and its classifier head beside the backbone.
+    """
 
     def __init__(self, key: BaseKey, entry: BackboneEntry, backbone: nn.Module, device: torch.device) -> None:
         self.key = key
@@ -138,12 +132,16 @@ class SharedBase:
         self.backbone = backbone.to(device).eval()
         for p in self.backbone.parameters():
             p.requires_grad_(False)
-        self.peft: Any = None  # peft.PeftModel once the first LoRA adapter arrives
         self.lora_adapters: set[str] = set()
         self.heads: dict[str, nn.Linear] = {}
         self.labels: dict[str, tuple[str, ...]] = {}
-        self.norms: dict[str, _NormStats] = {}
-        self.mixed = True  # False once an adapter touches a layer peft cannot mix in one batch
+        self.slots: dict[str, int] = {}
+        self.layers: dict[str, BatchedLora] = {}
+        self.norms: dict[str, NormShift] = {}
+        self.capacity = 8
+        self.autocast_dtype: torch.dtype | None = None  # e.g. bfloat16 serving (the engine decides)
+        # False once a LoRA layer met a batch it cannot split by rows: one forward per adapter then.
+        self.mixed = True
         self.lock = threading.RLock()
         self._modules = dict(self.backbone.named_modules())
         self._buffers = dict(self.backbone.named_buffers())
@@ -153,54 +151,94 @@ class SharedBase:
     def add(
         self, name: str, labels: Sequence[str], lora: LoraSpec | None, state: dict[str, torch.Tensor]
     ) -> None:
-        if "lora_" in name or "." in name or name == BASE_ROW:
-            raise ValueError(f"'{name}' cannot name an adapter")
         lora_state, head_state, buffers = split_state(state, self.entry.classifier)
         head = self._head(name, labels, head_state)
         stats = self._norm_stats(name, buffers)
-        with self.lock:
+        with self.lock, torch.inference_mode(False), torch.no_grad():
             if name in self.heads:
                 return
             if lora is not None:
                 if not lora_state:
                     raise Invalid(f"the adapter of '{name}' holds no LoRA tensors")
-                self._add_lora(name, lora, lora_state)
+                plan = self._lora_plan(name, lora, lora_state)
             elif lora_state:
                 raise Invalid(f"the adapter of '{name}' holds LoRA tensors but its manifest names no LoRA")
+            else:
+                plan = {}
+            slot = self._claim_slot()
+            for path, (a, b, scaling) in plan.items():
+                layer = self.layers.get(path)
+                if layer is None:
+                    layer = self.layers[path] = BatchedLora(self._modules[path], self.capacity)
+                layer.set(slot, a, b, scaling)
             for path, (mean, var) in stats.items():
-                norm = self.norms.setdefault(path, _NormStats(self._bn(path)))
-                norm.per_adapter[name] = (mean, var)
-                if norm.hook is None:
-                    norm.hook = norm.module.register_forward_pre_hook(_norm_hook(norm))
+                norm = self.norms.get(path)
+                if norm is None:
+                    norm = self.norms[path] = NormShift(self._bn(path), self.capacity)
+                norm.set(slot, mean, var)
+            if plan:
+                self.lora_adapters.add(name)
+            self.slots[name] = slot
             self.heads[name] = head
             self.labels[name] = tuple(labels)
 
     def remove(self, name: str) -> None:
-        with self.lock:
+        with self.lock, torch.inference_mode(False), torch.no_grad():
             self.heads.pop(name, None)
             self.labels.pop(name, None)
-            for path in list(self.norms):
-                norm = self.norms[path]
-                norm.per_adapter.pop(name, None)
-                if not norm.per_adapter:
-                    norm.hook.remove()
-                    del self.norms[path]
-            if name in self.lora_adapters:
-                self._drop_lora(name)
+            self.lora_adapters.discard(name)
+            slot = self.slots.pop(name, None)
+            if slot is None:
+                return
+            for layer in self.layers.values():
+                layer.clear(slot)
+            for norm in self.norms.values():
+                norm.clear(slot)
 
-    def _drop_lora(self, name: str) -> None:
-        self.lora_adapters.discard(name)
-        if not self.lora_adapters:
-            # peft keeps no sane state without adapters: take the LoRA layers out, keep the backbone.
-            self.backbone = self.peft.unload()
-            self.peft = None
-            self.mixed = True
-            return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "adapter X was active which is now deleted"
-            self.peft.delete_adapter(name)
-        self.peft.set_adapter(next(iter(self.lora_adapters)))
-        self.peft.requires_grad_(False)
+    def _claim_slot(self) -> int:
+        used = set(self.slots.values())
+        slot = next(s for s in range(1, len(used) + 2) if s not in used)  # slot 0: no adapter
+        if slot >= self.capacity:
+            self.capacity *= 2
+            for layer in self.layers.values():
+                layer.grow(self.capacity)
+            for norm in self.norms.values():
+                norm.grow(self.capacity)
+        return slot
+
+    def _lora_plan(
+        self, name: str, spec: LoraSpec, state: dict[str, torch.Tensor]
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
+        """The layers peft would have adapted for this spec, each with its checked (A, B, scaling)."""
+        from peft import LoraConfig
+        from peft.tuners.tuners_utils import check_target_module_exists
+
+        targets: list[str] | str = spec.targets if isinstance(spec.targets, str) else list(spec.targets)
+        config = LoraConfig(r=spec.r, lora_alpha=spec.alpha, target_modules=targets)
+        paths = [p for p in self._modules if p and check_target_module_exists(config, p)]
+        if not paths:
+            raise Invalid(f"the LoRA targets of '{name}' match no layer of {self.entry.name}")
+        wanted = {f"{p}.{kind}.weight" for p in paths for kind in ("lora_A", "lora_B")}
+        missing = sorted(wanted - set(state))
+        if missing:
+            raise Invalid(f"the adapter of '{name}' lacks {len(missing)} LoRA tensors (first: {missing[0]})")
+        unknown = sorted(set(state) - wanted)
+        if unknown:
+            log.warning("ignoring %d unknown LoRA tensors of %s (first: %s)", len(unknown), name, unknown[0])
+        plan: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
+        for path in paths:
+            module = self._modules[path]
+            if not isinstance(module, nn.Linear | nn.Conv2d):
+                raise Invalid(f"LoRA on {type(module).__name__} layers ('{path}') cannot be served")
+            a, b = state[f"{path}.lora_A.weight"], state[f"{path}.lora_B.weight"]
+            shapes = lora_shapes(module, spec.r)
+            if (tuple(a.shape), tuple(b.shape)) != shapes:
+                raise Invalid(
+                    f"the LoRA tensors of '{name}' at '{path}' have shapes {tuple(a.shape)}, "
+                    f"{tuple(b.shape)}; rank {spec.r} needs {shapes[0]}, {shapes[1]}"
+                )
+            plan[path] = (a, b, spec.alpha / spec.r)
+        return plan
 
     def _head(self, name: str, labels: Sequence[str], state: dict[str, torch.Tensor]) -> nn.Linear:
         weight, bias = state.get("weight"), state.get("bias")
@@ -213,11 +251,12 @@ class SharedBase:
         unknown = set(state) - {"weight", "bias"}
         if unknown:
             log.warning("ignoring %d unknown classifier tensors of %s", len(unknown), name)
-        head = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-        with torch.no_grad():
-            head.weight.copy_(weight)
-            if bias is not None:
-                head.bias.copy_(bias)
+        with torch.inference_mode(False):
+            head = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+            with torch.no_grad():
+                head.weight.copy_(weight)
+                if bias is not None:
+                    head.bias.copy_(bias)
         head.requires_grad_(False)
         return head.to(self.device).eval()
 
@@ -250,81 +289,30 @@ class SharedBase:
             out[path] = (pair["running_mean"], pair["running_var"])
         return out
 
-    def _add_lora(self, name: str, spec: LoraSpec, state: dict[str, torch.Tensor]) -> None:
-        from peft import LoraConfig, get_peft_model
-
-        targets: list[str] | str = spec.targets if isinstance(spec.targets, str) else list(spec.targets)
-        config = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=0.0, target_modules=targets)
-        if self.peft is None:
-            self.peft = get_peft_model(self.backbone, config, adapter_name=name)
-        else:
-            self.peft.add_adapter(name, config)
-        try:
-            own = {k: v for k, v in self.peft.state_dict().items() if f".{name}." in k and ".lora_" in k}
-            wanted = {
-                k: (
-                    PEFT_PREFIX
-                    + k.replace(".lora_A.", f".lora_A.{name}.").replace(".lora_B.", f".lora_B.{name}.")
-                )
-                for k in state
-            }
-            missing = set(own) - set(wanted.values())
-            if missing:
-                raise Invalid(
-                    f"the adapter of '{name}' lacks {len(missing)} LoRA tensors (first: {min(missing)})"
-                )
-            unknown = [k for k, full in wanted.items() if full not in own]
-            if unknown:
-                log.warning(
-                    "ignoring %d unknown LoRA tensors of %s (first: %s)", len(unknown), name, unknown[0]
-                )
-            self.peft.load_state_dict(
-                {wanted[k]: v for k, v in state.items() if wanted[k] in own}, strict=False
-            )
-        except BaseException:
-            self.lora_adapters.add(name)
-            self._drop_lora(name)
-            raise
-        self.lora_adapters.add(name)
-        self.peft.requires_grad_(False)
-        self.peft.eval()
-        self.mixed = self.mixed and _mixable(self.peft, name)
-
     # --- forward ------------------------------------------------------------------------------
 
     def features(self, x: torch.Tensor, names: Sequence[str]) -> torch.Tensor:
         """Pooled features, each row through its own adapter (call under `lock`)."""
-        rows = [n if n in self.lora_adapters else BASE_ROW for n in names]
-        token = _ROWS.set(tuple(names))
-        try:
-            if self.peft is None or all(r == BASE_ROW for r in rows):
-                if self.peft is None:
-                    return self.backbone(x)
-                with self.peft.disable_adapter():
-                    return self.peft(x)
-            if self.mixed:
-                return self.peft(x, adapter_names=rows)
-            return self._grouped(x, rows)
-        finally:
-            _ROWS.reset(token)
-
-    def _grouped(self, x: torch.Tensor, rows: list[str]) -> torch.Tensor:
-        out: torch.Tensor | None = None
-        for adapter in dict.fromkeys(rows):
-            idx = [i for i, r in enumerate(rows) if r == adapter]
-            names = _ROWS.get() or ()
-            token = _ROWS.set(tuple(names[i] for i in idx))
+        slots = [self.slots.get(n, 0) for n in names]
+        if not self.mixed and len(set(slots)) > 1:
+            return self._grouped(x, slots)
+        with route(slots, self.device):
             try:
-                if adapter == BASE_ROW:
-                    with self.peft.disable_adapter():
-                        part = self.peft(x[idx])
-                else:
-                    self.peft.set_adapter(adapter)
-                    part = self.peft(x[idx])
-            finally:
-                _ROWS.reset(token)
+                out: torch.Tensor = self.backbone(x)
+                return out
+            except Unbatchable:
+                log.warning("%s folds its rows inside a LoRA layer: one forward per adapter", self.entry.name)
+                self.mixed = False
+        return self._grouped(x, slots)
+
+    def _grouped(self, x: torch.Tensor, slots: list[int]) -> torch.Tensor:
+        out: torch.Tensor | None = None
+        for slot in dict.fromkeys(slots):
+            idx = [i for i, s in enumerate(slots) if s == slot]
+            with route([slot] * len(idx), self.device):
+                part: torch.Tensor = self.backbone(x[idx])
             if out is None:
-                out = part.new_empty((len(rows), *part.shape[1:]))
+                out = part.new_empty((len(slots), *part.shape[1:]))
             out[idx] = part
         assert out is not None
         return out
@@ -334,7 +322,9 @@ class SharedBase:
         unknown = set(names) - set(self.heads)
         if unknown:
             raise KeyError(f"adapters not loaded: {sorted(unknown)}")
-        feats = self.features(x.to(self.device), names)
+        feats = self.features(x.to(self.device), names).float()
+        if len(set(names)) == 1:
+            return list(self.heads[names[0]](feats).unbind(0))
         out: list[torch.Tensor | None] = [None] * len(names)
         for adapter in dict.fromkeys(names):
             idx = [i for i, n in enumerate(names) if n == adapter]
@@ -344,53 +334,13 @@ class SharedBase:
         return [t for t in out if t is not None]
 
     def probabilities(self, x: torch.Tensor, names: Sequence[str]) -> list[np.ndarray]:
-        with self.lock, torch.inference_mode():
-            return [torch.sigmoid(t).float().cpu().numpy() for t in self.logits(x, names)]
+        with self.lock, torch.inference_mode(), self._autocast():
+            logits = self.logits(x, names)
+        return [torch.sigmoid(t.float()).cpu().numpy() for t in logits]
 
-
-def _mixable(peft_model: Any, name: str) -> bool:
-    from peft.tuners.lora import layer as lora_layers
-
-    mixable = (
-        lora_layers.Linear,
-        lora_layers.Conv2d,
-        lora_layers.Conv1d,
-        lora_layers.Conv3d,
-        lora_layers.Embedding,
-    )
-    for module in peft_model.modules():
-        if isinstance(module, lora_layers.LoraLayer) and name in getattr(module, "lora_A", {}):
-            if not isinstance(module, mixable) or module.use_dora.get(name, False):
-                return False
-    return True
-
-
-def _norm_hook(norm: _NormStats) -> Callable[[nn.Module, tuple[Any, ...]], tuple[torch.Tensor] | None]:
-    """Shift each row so the base's eval BatchNorm yields what the row's adapter statistics would.
-
-    Eval BatchNorm is (x - m) / sqrt(v + eps) * w + b; feeding x' = (x - m_a) * sqrt((v0 + eps) / (v_a + eps))
-    + m0 gives the adapter's (m_a, v_a) result for any w, b, and keeps any fused activation after it.
-    """
-
-    def hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[torch.Tensor] | None:
-        names = _ROWS.get()
-        if not names or not any(n in norm.per_adapter for n in names):
-            return None
-        bn = norm.module
-        assert bn.running_mean is not None and bn.running_var is not None
-        m0, v0 = bn.running_mean.float(), bn.running_var.float()
-        pairs = [norm.per_adapter.get(n, (m0, v0)) for n in names]
-        mean = torch.stack([p[0] for p in pairs])
-        var = torch.stack([p[1] for p in pairs])
-        scale = torch.sqrt((v0 + bn.eps) / (var + bn.eps))
-        x = args[0]
-        shape = (len(names), -1) + (1,) * (x.ndim - 2)
-        shifted = (x - mean.view(shape).to(x.dtype)) * scale.view(shape).to(x.dtype) + m0.view(
-            1, *shape[1:]
-        ).to(x.dtype)
-        return (shifted,)
-
-    return hook
+    def _autocast(self) -> Any:
+        dtype = self.autocast_dtype
+        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 # --- the process-wide cache ---------------------------------------------------------------------
@@ -410,11 +360,20 @@ class EngineStats:
 class Engine:
     """Bases shared by key, adapters in an LRU of `cache_size` (adapters in use are never evicted)."""
 
-    def __init__(self, cache_size: int, window_ms: float, max_batch: int, device: str | None = None) -> None:
+    def __init__(
+        self,
+        cache_size: int,
+        window_ms: float,
+        max_batch: int,
+        device: str | None = None,
+        bf16: bool = False,
+    ) -> None:
         self.cache_size = max(1, cache_size)
         self.window_ms = window_ms
         self.max_batch = max_batch
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # bfloat16 autocast for the forward, only where the hardware computes in it natively.
+        self.autocast_dtype = torch.bfloat16 if bf16 and bf16_supported(self.device) else None
         self.stats = EngineStats()
         self._bases: dict[BaseKey, SharedBase] = {}
         self._batchers: dict[BaseKey, MicroBatcher[Item, np.ndarray]] = {}
@@ -453,6 +412,7 @@ class Engine:
         entry = catalog.get(source.base.backbone)
         backbone = build_backbone(entry, source.base.image_size, source.load_base())
         base = SharedBase(source.base, entry, backbone, self.device)
+        base.autocast_dtype = self.autocast_dtype
         self._bases[source.base] = base
         self._batchers[source.base] = MicroBatcher(
             lambda items: _run_batch(base, items),
@@ -498,6 +458,19 @@ class Engine:
     def close(self) -> None:
         for batcher in self._batchers.values():
             batcher.close()
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """bfloat16 matmuls in hardware: a CUDA GPU that has them, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in (" avx512_bf16", " amx_bf16"))
 
 
 def _run_batch(base: SharedBase, items: list[Item]) -> list[np.ndarray]:

@@ -124,7 +124,7 @@ def test_a_mixed_adapter_batch_equals_per_request_answers(setup: Setup) -> None:
     try:
         served = engine.load(a)
         engine.load(b)
-        assert served.mixed, "peft should mix these LoRA layers in one forward"
+        assert served.mixed, "these LoRA layers should mix adapters in one forward"
         x = images(6, seed=3)
         names = ["mva", "mvb", "mvb", "mva", "mvb", "mva"]
         batched = served.probabilities(x, names)
