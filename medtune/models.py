@@ -191,6 +191,7 @@ class Job(Resource):
     dataset_version: str | None = None
     base_model: str | None = None
     weights: str | None = None
+    weights_sha256: str | None = None  # registered weights: their sha256, recorded when the job ran
     method: dict[str, Any] | None = None
     hyperparameters: dict[str, Any] | None = None
     checkpoint_metric: str | None = None
@@ -238,6 +239,16 @@ class JobGroup(Resource):
     status: str | None = None
     summary: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime | None = None
+
+    @property
+    def done(self) -> bool:
+        """Every job has ended (status `succeeded` or `completed_with_failures`)."""
+        return self.status not in (None, "running")
+
+    def metric(self, name: str = "test_auroc") -> dict[str, Any]:
+        """`{n, mean, sd, ci95}` of a test metric over the jobs that succeeded."""
+        found = self.summary.get("metrics", {}).get(name)
+        return dict(found) if isinstance(found, dict) else {"n": 0, "mean": None, "sd": None, "ci95": None}
 
 
 class BaseModelEntry(Resource):

@@ -5,6 +5,7 @@ Celery worker process on the embedded (filesystem) broker."""
 from __future__ import annotations
 
 import secrets
+import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,7 +105,7 @@ def live_platform(
         if thread is not None:
             thread.join(timeout=30)
         if proc is not None:
-            proc.stop()
+            proc.stop(signal.SIGQUIT)  # cold shutdown: a warm one waits out a running task, for nothing
         drop_database(db_url)
 
 

@@ -45,6 +45,10 @@ function flash(message, ok = false) {
   f.textContent = message || "";
 }
 
+// A message for the page we are about to open (navigation clears the flash otherwise).
+let carried = null;
+function flashNext(message, ok = false) { carried = { message, ok }; }
+
 const badge = (status) => el("span", { class: `badge ${status}` }, status);
 const fmt = (v, d = 3) => (typeof v === "number" ? v.toFixed(d) : v ?? "");
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
@@ -265,7 +269,7 @@ function uploader(ds, onDone) {
   const bar = el("progress", { id: "upload-progress", max: 1, value: 0, hidden: true });
   const status = el("p", { id: "upload-status", role: "status" });
   const report = el("div", { id: "upload-report" });
-  const drop = el("div", { class: "drop", id: "drop", tabindex: 0 },
+  const drop = el("div", { class: "drop", id: "drop" },
     el("p", {}, "Drop DICOM files, folders or zips here, or choose them:"),
     el("div", { class: "row" }, el("label", {}, "Files or zips", files), el("label", {}, "A folder", folder)),
     el("label", {}, "Manifest CSV (PNG/JPEG datasets only)", manifest));
@@ -352,14 +356,19 @@ async function datasetPage(id) {
       el("a", { href: `#/jobs/new?dataset=${id}&split=${s.id}` }, "Train on it")])) : el("p", { class: "muted" }, "No split yet."));
   };
   const seed = el("input", { id: "split-seed", type: "number", min: 0, placeholder: "drawn if empty" });
-  const splitForm = el("form", { class: "row", onsubmit: async (e) => {
+  const fraction = (part, value) => el("input", { id: `split-${part}`, type: "number", min: 0, max: 1, step: 0.05, value, required: true });
+  const parts = { train: fraction("train", 0.7), val: fraction("val", 0.15), test: fraction("test", 0.15) };
+  const splitForm = el("form", { class: "row", id: "split-form", onsubmit: async (e) => {
     e.preventDefault();
+    const body = { fractions: Object.fromEntries(Object.entries(parts).map(([k, input]) => [k, Number(input.value)])) };
+    if (seed.value) body.seed = Number(seed.value);
     try {
-      await api("POST", `/v1/datasets/${id}/splits`, { json: seed.value ? { seed: Number(seed.value) } : {} });
-      flash("Split created.", true);
+      const made = await api("POST", `/v1/datasets/${id}/splits`, { json: body });
+      flash(`Split ${made.id} created (seed ${made.seed}).`, true);
       loadSplits();
     } catch (err) { flash(`Split refused: ${err.message}`); }
-  } }, el("label", {}, "Seed", seed), el("button", { type: "submit" }, "Make a split (70/15/15, by patient)"));
+  } }, el("label", {}, "Seed", seed), el("label", {}, "Train", parts.train), el("label", {}, "Validation", parts.val),
+  el("label", {}, "Test", parts.test), el("button", { type: "submit" }, "Make a split (by patient, stratified)"));
   render(ds.name, report, el("div", { class: "grid" }, uploader(ds, refresh), labelsForm(ds, refresh)),
     el("section", { class: "card" }, el("h2", {}, "Splits"), splitForm, splits),
     el("p", {}, el("a", { class: "button", href: `#/jobs/new?dataset=${id}` }, "New fine-tuning job")));
@@ -370,9 +379,10 @@ async function jobsPage() {
   const rows = await all("/v1/fine-tuning/jobs", 100);
   render("Fine-tuning jobs",
     el("p", {}, el("a", { class: "button", href: "#/jobs/new" }, "New job")),
-    el("section", { class: "card" }, rows.length ? tableOf(["Job", "Status", "Base model", "Epoch", "Best", "Created"], rows.map((j) => [
+    el("section", { class: "card" }, rows.length ? tableOf(["Job", "Status", "Base model", "Epoch", "Best", "Seed sweep", "Created"], rows.map((j) => [
       el("a", { href: `#/jobs/${j.id}` }, j.id), badge(j.status), j.base_model,
-      j.progress ? `${j.progress.epoch ?? 0}/${j.progress.epochs ?? "?"}` : "", j.best ? `${j.best.metric} ${fmt(j.best.value)}` : "", when(j.created_at)]))
+      j.progress ? `${j.progress.epoch ?? 0}/${j.progress.epochs ?? "?"}` : "", j.best ? `${j.best.metric} ${fmt(j.best.value)}` : "",
+      j.group_id ? el("a", { href: `#/job-groups/${j.group_id}` }, j.group_id) : "", when(j.created_at)]))
       : el("p", { class: "muted" }, "No job yet.")));
 }
 
@@ -386,6 +396,7 @@ async function newJobPage(params) {
   const method = el("select", { id: "job-method" }, ["lora", "full", "linear_probe"].map((m) => el("option", { value: m }, m)));
   const splitId = el("input", { id: "job-split", value: params.get("split") || "", placeholder: "empty: a new split" });
   const splitSeed = el("input", { id: "job-split-seed", type: "number", min: 0, placeholder: "drawn if empty" });
+  const sweep = el("input", { id: "job-split-seeds", inputmode: "numeric", placeholder: "e.g. 1, 2, 3", "aria-describedby": "sweep-help" });
   const hp = Object.fromEntries(HP.map((k) => [k, el("input", { id: `hp-${k}`, value: "auto" })]));
   const form = el("form", { class: "stack card", onsubmit: async (e) => {
     e.preventDefault();
@@ -396,6 +407,16 @@ async function newJobPage(params) {
       hyper[k] = v === "true" ? true : v === "false" ? false : Number.isNaN(Number(v)) ? v : Number(v);
     }
     const body = { dataset_id: dataset.value, base_model: model.value, weights: weights.value, method: { type: method.value }, hyperparameters: hyper };
+    const seeds = sweep.value.split(",").map((x) => x.trim()).filter(Boolean);
+    if (seeds.length) {
+      if (splitId.value.trim()) { flash("A seed sweep makes one split per seed: leave the split id empty."); splitId.focus(); return; }
+      if (seeds.some((x) => !/^\d+$/.test(x))) { flash("Split seeds are whole numbers, separated by commas."); sweep.focus(); return; }
+      try {
+        const group = await api("POST", "/v1/fine-tuning/job-groups", { json: { ...body, split_seeds: seeds.map(Number) } });
+        location.hash = `#/job-groups/${group.id}`;
+      } catch (err) { flash(`Seed sweep refused: ${err.message}`); }
+      return;
+    }
     if (splitId.value.trim()) body.split_id = splitId.value.trim();
     else if (splitSeed.value) body.split = { seed: Number(splitSeed.value) };
     try {
@@ -405,9 +426,12 @@ async function newJobPage(params) {
   } },
   el("label", {}, "Dataset", dataset), el("label", {}, "Base model", model),
   el("div", { class: "row" }, el("label", {}, "Weights", weights), el("label", {}, "Method", method)),
-  el("fieldset", {}, el("legend", {}, "Split"), el("div", { class: "row" }, el("label", {}, "Split id", splitId), el("label", {}, "or a new split with seed", splitSeed))),
+  el("fieldset", {}, el("legend", {}, "Split"), el("div", { class: "row" }, el("label", {}, "Split id", splitId), el("label", {}, "or a new split with seed", splitSeed)),
+    el("label", {}, "or a seed sweep: split seeds", sweep),
+    el("p", { class: "muted", id: "sweep-help" }, "One job per seed, each on its own split; the sweep page shows mean, SD and the 95% CI of the test metrics.")),
   el("fieldset", {}, el("legend", {}, "Hyperparameters (auto: chosen from the model and the data)"), el("div", { class: "hp" }, HP.map((k) => el("label", {}, k.replaceAll("_", " "), hp[k])))),
   el("div", {}, el("button", { type: "submit" }, "Start fine-tuning")));
+  sweep.addEventListener("input", () => { form.querySelector("button[type=submit]").textContent = sweep.value.trim() ? "Start the seed sweep" : "Start fine-tuning"; });
   render("New fine-tuning job", form);
 }
 
@@ -434,7 +458,7 @@ function chart(id, series, points, { yMin, yMax } = {}) {
 async function jobPage(id) {
   let job = await api("GET", `/v1/fine-tuning/jobs/${id}`);
   const points = new Map();
-  const summary = el("section", { class: "card", id: "job-summary" });
+  const summary = el("section", { class: "card", id: "job-summary", tabindex: -1 });
   const curves = el("section", { class: "card" }, el("h2", {}, "Curves"), el("div", { id: "curves" }));
   const log = el("ol", { id: "events", class: "muted" });
   const actions = el("div", { class: "row" });
@@ -454,39 +478,99 @@ async function jobPage(id) {
         ["Best", job.best ? `${job.best.metric} ${fmt(job.best.value)} @${job.best.epoch}` : "—"], ["Split", job.split?.seed ?? job.split?.id ?? ""], ["Test AUROC", fmt(job.result?.metrics?.macro?.auroc ?? job.result?.macro?.auroc)]]),
       job.error ? el("p", { class: "badge failed" }, `${job.error.code}: ${job.error.message}`) : "",
       job.mlflow_url ? el("p", {}, el("a", { href: job.mlflow_url, target: "_blank", rel: "noopener" }, "Open the run in MLflow")) : "",
+      job.group_id ? el("p", {}, "Part of the seed sweep ", el("a", { href: `#/job-groups/${job.group_id}` }, job.group_id), ".") : "",
       el("details", {}, el("summary", {}, "Resolved hyperparameters"), el("pre", {}, JSON.stringify(job.hyperparameters, null, 2))));
     const terminal = ["succeeded", "failed", "cancelled"].includes(job.status);
+    // Cancel and resume swap places; the keyboard focus follows to whichever button is left.
+    const act = (verb) => async () => {
+      try {
+        job = await api("POST", `/v1/fine-tuning/jobs/${id}/${verb}`);
+        flash(verb === "cancel" ? `Cancelling ${id}: it stops within one step and keeps its checkpoints.` : `Resumed ${id}.`, true);
+      } catch (err) { flash(`${verb === "cancel" ? "Cancel" : "Resume"} refused: ${err.message}`); }
+      drawSummary();
+      if (verb === "resume") follow();
+    };
+    const hadFocus = actions.contains(document.activeElement);
     actions.replaceChildren(
-      !terminal ? el("button", { class: "danger", type: "button", id: "cancel-job", onclick: async () => { job = await api("POST", `/v1/fine-tuning/jobs/${id}/cancel`); drawSummary(); } }, "Cancel") : "",
-      ["failed", "cancelled"].includes(job.status) ? el("button", { type: "button", id: "resume-job", onclick: async () => { job = await api("POST", `/v1/fine-tuning/jobs/${id}/resume`); drawSummary(); } }, "Resume") : "");
+      !terminal ? el("button", { class: "danger", type: "button", id: "cancel-job", onclick: act("cancel") }, "Cancel") : "",
+      ["failed", "cancelled"].includes(job.status) ? el("button", { type: "button", id: "resume-job", onclick: act("resume") }, "Resume") : "");
+    if (hadFocus) (actions.querySelector("button") || summary).focus();
     if (job.status === "succeeded" && !promote.childElementCount) {
       const name = el("input", { id: "model-name", required: true, value: job.suffix || "" });
       promote.append(el("h2", {}, "Promote to the registry"), el("form", { class: "row", onsubmit: async (e) => {
         e.preventDefault();
         try {
           const v = await api("POST", "/v1/models", { json: { job_id: id, name: name.value, checkpoint: "best" } });
-          flash(`Registered ${v.ref}.`, true);
+          flashNext(`Registered ${v.ref}.`, true);
           location.hash = `#/models/${encodeURIComponent(v.model)}`;
         } catch (err) { flash(`Promotion refused: ${err.message}`); }
       } }, el("label", {}, "Model name", name), el("button", { type: "submit" }, "Promote best checkpoint")));
     }
   };
   render(`Job ${id}`, summary, actions, curves, promote, el("section", { class: "card" }, el("h2", {}, "Events"), log));
+  // The event stream ends with the job; a resumed job is followed again from its first event.
+  let stopStream = () => {};
+  leaving.push(() => stopStream());
+  function follow() {
+    stopStream();
+    log.replaceChildren();
+    points.clear();
+    stopStream = streamEvents(`/v1/fine-tuning/jobs/${id}/events/stream`, (type, ev) => {
+      if (type === "end") return false;
+      if (!ev || typeof ev !== "object") return true;
+      log.prepend(el("li", { class: ev.level === "error" ? "badge failed" : "" }, `${when(ev.created_at)} — ${ev.message}`));
+      if (ev.type === "metrics" && ev.data && typeof ev.data.epoch === "number") {
+        points.set(ev.data.epoch, ev.data);
+        drawCurves();
+      }
+      return true;
+    });
+  }
   drawSummary();
   drawCurves();
-  leaving.push(streamEvents(`/v1/fine-tuning/jobs/${id}/events/stream`, (type, ev) => {
-    if (type === "end") return false;
-    if (!ev || typeof ev !== "object") return true;
-    log.prepend(el("li", { class: ev.level === "error" ? "badge failed" : "" }, `${when(ev.created_at)} — ${ev.message}`));
-    if (ev.type === "metrics" && ev.data && typeof ev.data.epoch === "number") {
-      points.set(ev.data.epoch, ev.data);
-      drawCurves();
-    }
-    return true;
-  }));
+  follow();
+  // Polled while the job is under way (a resume starts it again); redrawn only when it changed, so a
+  // button under the keyboard's focus is not swapped for nothing.
   every(2000, async () => {
-    if (["succeeded", "failed", "cancelled"].includes(job.status) && promote.childElementCount) return;
-    try { job = await api("GET", `/v1/fine-tuning/jobs/${id}`); drawSummary(); } catch { /* next tick */ }
+    if (["succeeded", "failed", "cancelled"].includes(job.status)) return;
+    try {
+      const next = await api("GET", `/v1/fine-tuning/jobs/${id}`);
+      if (JSON.stringify(next) !== JSON.stringify(job)) { job = next; drawSummary(); }
+    } catch { /* next tick */ }
+  });
+}
+
+// A seed sweep: one job per split seed, and over those that succeeded the mean, SD and t-based 95% CI
+// of each test metric (computed by the server).
+const METRIC_ORDER = ["test_auroc", "test_auprc", "test_sensitivity", "test_specificity", "test_f1", "test_accuracy"];
+
+async function groupPage(id) {
+  let group = await api("GET", `/v1/fine-tuning/job-groups/${id}`);
+  const head = el("section", { class: "card", id: "group-summary" });
+  const jobs = el("section", { class: "card", id: "group-jobs" });
+  const draw = () => {
+    const metrics = group.summary?.metrics || {};
+    const names = Object.keys(metrics).sort((a, b) => (METRIC_ORDER.indexOf(a) + 1 || 99) - (METRIC_ORDER.indexOf(b) + 1 || 99));
+    const ci = (m) => (Array.isArray(m.ci95) ? `${fmt(m.ci95[0])} – ${fmt(m.ci95[1])}` : "—");
+    head.replaceChildren(el("h2", {}, "Status ", badge(group.status)),
+      el("p", {}, `${group.summary?.n_succeeded ?? 0} of ${group.jobs.length} jobs succeeded; split seeds ${group.split_seeds.join(", ")}. `,
+        el("span", { class: "muted" }, "The 95% CI is t-based over the seeds that succeeded; it needs two.")),
+      el("div", { class: "table-wrap" }, el("table", { id: "group-metrics" },
+        el("caption", { class: "muted" }, "Test metrics across seeds"),
+        el("thead", {}, el("tr", {}, ["Metric", "n", "Mean", "SD", "95% CI"].map((c) => el("th", { scope: "col" }, c)))),
+        el("tbody", {}, names.map((k) => el("tr", { dataset: { metric: k } },
+          el("th", { scope: "row" }, k.replace(/^test_/, "").toUpperCase()),
+          el("td", { dataset: { col: "n" } }, metrics[k].n), el("td", { dataset: { col: "mean" } }, metrics[k].mean === null ? "—" : fmt(metrics[k].mean)),
+          el("td", { dataset: { col: "sd" } }, metrics[k].sd === null ? "—" : fmt(metrics[k].sd)), el("td", { dataset: { col: "ci95" } }, ci(metrics[k]))))))));
+    jobs.replaceChildren(el("h2", {}, "Jobs"), tableOf(["Job", "Split seed", "Status", "Epoch", "Test AUROC"], group.jobs.map((j) => [
+      el("a", { href: `#/jobs/${j.id}` }, j.id), j.split?.seed ?? "", badge(j.status),
+      j.progress ? `${j.progress.epoch ?? 0}/${j.progress.epochs ?? "?"}` : "", fmt(j.result?.macro?.auroc)])));
+  };
+  render(`Seed sweep ${id}`, head, jobs);
+  draw();
+  every(2000, async () => {
+    if (group.status !== "running") return;
+    try { group = await api("GET", `/v1/fine-tuning/job-groups/${id}`); draw(); } catch { /* next tick */ }
   });
 }
 
@@ -499,9 +583,11 @@ async function modelsPage() {
 }
 
 async function modelPage(name) {
-  const [model, versions] = await Promise.all([api("GET", `/v1/models/${encodeURIComponent(name)}`), all(`/v1/models/${encodeURIComponent(name)}/versions`, 200)]);
+  // `name` alone answers 410 once every version is archived; the page still lists them.
+  const detail = api("GET", `/v1/models/${encodeURIComponent(name)}`).catch((err) => { if (err.status === 410) return { serving: null }; throw err; });
+  const [model, versions] = await Promise.all([detail, all(`/v1/models/${encodeURIComponent(name)}/versions`, 200)]);
   const alias = el("input", { id: "alias-name", value: "champion", required: true });
-  const version = el("select", { id: "alias-version" }, versions.map((v) => el("option", { value: v.version }, String(v.version))));
+  const version = el("select", { id: "alias-version" }, versions.filter((v) => v.status === "ready").map((v) => el("option", { value: v.version }, String(v.version))));
   const force = el("input", { id: "alias-force", type: "checkbox" });
   const form = el("form", { class: "row", onsubmit: async (e) => {
     e.preventDefault();
@@ -516,7 +602,16 @@ async function modelPage(name) {
     el("section", { class: "card" }, el("h2", {}, "Versions"), tableOf(["Version", "Status", "Aliases", "Test AUROC", "Epoch", "Job", "Loaded", ""], versions.map((v) => [
       v.version, badge(v.status), v.aliases.join(", "), fmt(v.test_auroc), v.epoch,
       v.job_id ? el("a", { href: `#/jobs/${v.job_id}` }, v.job_id) : "", v.loaded ? "yes" : "no",
-      v.status === "ready" ? el("a", { href: `#/predict?model=${encodeURIComponent(v.ref)}` }, "Try it") : ""]))),
+      v.status === "ready" ? el("span", { class: "actions" },
+        el("a", { href: `#/predict?model=${encodeURIComponent(v.ref)}` }, "Try it"),
+        el("button", { type: "button", class: "danger small", dataset: { version: v.version }, "aria-label": `Archive ${v.ref}`, onclick: async () => {
+          if (!window.confirm(`Archive ${v.ref}? It stops serving at once (answers 410); its record and metrics stay.`)) return;
+          try {
+            await api("DELETE", `/v1/models/${encodeURIComponent(name)}/versions/${v.version}`);
+            flash(`Archived ${v.ref}: it no longer serves.`, true);
+            await modelPage(name);
+          } catch (err) { flash(`Archive refused: ${err.message}`); }
+        } }, "Archive")) : ""]))),
     el("section", { class: "card" }, el("h2", {}, "Aliases"), form));
 }
 
@@ -525,7 +620,7 @@ async function predictPage(params) {
   const explain = el("input", { id: "predict-explain", type: "checkbox" });
   const file = el("input", { id: "predict-file", type: "file", accept: ".dcm,.dicom,.png,.jpg,.jpeg" });
   const out = el("div", { id: "prediction", role: "status" });
-  const drop = el("div", { class: "drop", tabindex: 0 }, el("p", {}, "Drop a DICOM, PNG or JPEG here, or choose it:"), el("label", {}, "Image", file));
+  const drop = el("div", { class: "drop", id: "predict-drop" }, el("p", {}, "Drop a DICOM, PNG or JPEG here, or choose it:"), el("label", {}, "Image", file));
   const run = async (f) => {
     if (!f || !ref.value) { flash("Choose a model and an image."); return; }
     const lower = f.name.toLowerCase();
@@ -557,6 +652,7 @@ const ROUTES = [
   [/^#\/jobs$/, jobsPage],
   [/^#\/jobs\/new(?:\?.*)?$/, () => newJobPage(query())],
   [/^#\/jobs\/([^/?]+)$/, jobPage],
+  [/^#\/job-groups\/([^/?]+)$/, groupPage],
   [/^#\/models$/, modelsPage],
   [/^#\/models\/([^/?]+)$/, (n) => modelPage(decodeURIComponent(n))],
   [/^#\/predict(?:\?.*)?$/, () => predictPage(query())],
@@ -592,8 +688,14 @@ async function route() {
 }
 
 async function start() {
+  // The skip link moves the focus; following its #main would be read as a route.
+  document.querySelector(".skip").addEventListener("click", (e) => { e.preventDefault(); main().focus(); });
   document.getElementById("signout").addEventListener("click", () => { sessionStorage.removeItem(KEY); location.hash = "#/signin"; });
-  window.addEventListener("hashchange", () => { flash(""); route(); });
+  window.addEventListener("hashchange", () => {
+    flash(carried ? carried.message : "", carried ? carried.ok : false);
+    carried = null;
+    route();
+  });
   if (sessionStorage.getItem(KEY)) {
     api("GET", "/v1/project").then((p) => { document.getElementById("project-name").textContent = `project ${p.name}`; }).catch(() => {});
   }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import builtins
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,21 @@ def instances_body(inputs: Sequence[Input]) -> dict[str, Any]:
     return {"instances": out}
 
 
+def _late(batch: BatchPrediction, timeout: float | None) -> TimeoutError:
+    return TimeoutError(f"batch prediction {batch.id} still {batch.status} after {timeout}s")
+
+
+def _batch_body(dataset: str | Dataset, split: str | Split, part: str) -> dict[str, Any]:
+    return {"dataset_id": id_of(dataset), "split_id": id_of(split), "split": part}
+
+
+def _predict_kwargs(inputs: Input | Sequence[Input], as_json: bool) -> dict[str, Any]:
+    if as_json:
+        items: list[Input] = list(inputs) if isinstance(inputs, list | tuple) else [inputs]  # type: ignore[list-item]
+        return {"json": instances_body(items)}
+    return predict_request(inputs)
+
+
 class Models(SyncResource):
     def promote(self, job: str | Job, name: str, *, checkpoint: str | int = "best") -> ModelVersion:
         """Register the job's best (or a given epoch's) checkpoint as the next version of `name`."""
@@ -97,11 +114,25 @@ class Models(SyncResource):
         self, ref: str, dataset: str | Dataset, split: str | Split, *, part: str = "test"
     ) -> BatchPrediction:
         """Predictions for a split's images, on the worker; poll with `get_batch` (CSV + metrics)."""
-        body = {"dataset_id": id_of(dataset), "split_id": id_of(split), "split": part}
+        body = _batch_body(dataset, split, part)
         return self._client.post(f"{MODELS}/{seg(ref)}/batch-predictions", BatchPrediction, json=body)
 
     def get_batch(self, batch: str | BatchPrediction) -> BatchPrediction:
         return self._client.get(f"{MODELS}/batch-predictions/{id_of(batch)}", BatchPrediction)
+
+    def wait_batch(
+        self, batch: str | BatchPrediction, *, timeout: float | None = None, poll_interval: float = 1.0
+    ) -> BatchPrediction:
+        """Poll until the batch succeeds or fails (`count`, `metrics`, `error`); TimeoutError after
+        `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = self.get_batch(batch)
+            if current.done:
+                return current
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _late(current, timeout)
+            time.sleep(poll_interval)
 
     def archive(self, name: str, version: int) -> ModelVersion:
         """The version stops serving; its record stays."""
@@ -114,12 +145,8 @@ class Models(SyncResource):
         (the champion alias, else the latest), `name:N` or `name@alias`; `explain` adds heatmaps."""
         path = f"{MODELS}/{seg(ref)}/predict"
         params = {"explain": "true"} if explain else None
-        if as_json:
-            items: list[Input] = list(inputs) if isinstance(inputs, list | tuple) else [inputs]  # type: ignore[list-item]
-            return self._client.post(path, PredictResult, json=instances_body(items), params=params,
-                                     idempotent=True)  # fmt: skip
         response = self._client.request(
-            "POST", path, params=params, idempotent=True, **predict_request(inputs)
+            "POST", path, params=params, idempotent=True, **_predict_kwargs(inputs, as_json)
         )
         return PredictResult.model_validate(response.json())
 
@@ -150,11 +177,33 @@ class AsyncModels(AsyncResource):
     async def archive(self, name: str, version: int) -> ModelVersion:
         return await self._client.delete(f"{MODELS}/{seg(name)}/versions/{int(version)}", ModelVersion)
 
+    async def batch_predict(
+        self, ref: str, dataset: str | Dataset, split: str | Split, *, part: str = "test"
+    ) -> BatchPrediction:
+        body = _batch_body(dataset, split, part)
+        return await self._client.post(f"{MODELS}/{seg(ref)}/batch-predictions", BatchPrediction, json=body)
+
+    async def get_batch(self, batch: str | BatchPrediction) -> BatchPrediction:
+        return await self._client.get(f"{MODELS}/batch-predictions/{id_of(batch)}", BatchPrediction)
+
+    async def wait_batch(
+        self, batch: str | BatchPrediction, *, timeout: float | None = None, poll_interval: float = 1.0
+    ) -> BatchPrediction:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = await self.get_batch(batch)
+            if current.done:
+                return current
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _late(current, timeout)
+            await asyncio.sleep(poll_interval)
+
     async def predict(
-        self, ref: str, inputs: Input | Sequence[Input], *, explain: bool = False
+        self, ref: str, inputs: Input | Sequence[Input], *, explain: bool = False, as_json: bool = False
     ) -> PredictResult:
         path = f"{MODELS}/{seg(ref)}/predict"
         params = {"explain": "true"} if explain else None
-        response = await self._client.request("POST", path, params=params, idempotent=True,
-                                              **predict_request(inputs))  # fmt: skip
+        response = await self._client.request(
+            "POST", path, params=params, idempotent=True, **_predict_kwargs(inputs, as_json)
+        )
         return PredictResult.model_validate(response.json())
