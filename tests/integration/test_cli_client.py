@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import medtune
 from tests.live import Live, live_platform, sample_files
 from tests.services import ROOT, free_port
 
@@ -39,6 +40,18 @@ class Cli:
         done = self(*args, "--json")
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def labelled(live: Live, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A ready, labelled dataset of 12 patients (made with the SDK: the CLI's own upload is tested below)."""
+    paths, labels_csv = sample_files(tmp_path_factory.mktemp("cli-split") / "dicoms", patients=12)
+    with medtune.Client(live.url, live.key) as c:
+        ds = c.datasets.create("cli-split", "binary", ["finding"], min_image_size=64)
+        c.datasets.upload(ds, paths, progress=False)
+        c.datasets.upload_labels(ds, labels_csv)
+        assert c.datasets.wait(ds, timeout=120, poll_interval=0.5).counts.accepted == 12, live.worker_log()
+    return ds.id
 
 
 @pytest.fixture
@@ -104,3 +117,35 @@ def test_exit_codes(cli: Cli, tmp_path: Path) -> None:
     assert cli("datasets", "show").returncode == 2  # usage
     no_file = cli("datasets", "upload", "ds_x", str(tmp_path / "absent"))
     assert no_file.returncode == 1 and "no such file" in no_file.stderr
+
+
+def test_splits_create_and_show(cli: Cli, labelled: str) -> None:
+    made = cli.json(
+        "splits", "create", labelled, "--seed", "5", "--train", "0.5", "--val", "0.25", "--test", "0.25"
+    )
+    assert made["seed"] == 5 and made["dataset_id"] == labelled and len(made["sha256"]) == 64
+    assert {k: v["patients"] for k, v in made["counts"].items()} == {"train": 6, "val": 3, "test": 3}
+
+    shown = cli.json("splits", "show", labelled, made["id"])
+    assert shown["id"] == made["id"] and shown["sha256"] == made["sha256"]
+    again = cli.json(
+        "splits", "create", labelled, "--seed", "5", "--train", "0.5", "--val", "0.25", "--test", "0.25"
+    )
+    assert again["id"] != made["id"] and again["sha256"] == made["sha256"]  # same seed, same data: same split
+
+    table = cli("splits", "show", labelled, made["id"])
+    assert table.returncode == 0 and made["id"] in table.stdout and "patients" in table.stdout
+    manifest = cli("splits", "show", labelled, made["id"], "--manifest")
+    assert manifest.returncode == 0 and len(manifest.stdout.strip().splitlines()) == 13  # header + 12 images
+    drawn = cli("splits", "create", labelled)  # no seed: one is drawn and shown
+    assert drawn.returncode == 0 and "seed" in drawn.stdout
+
+    # Exit codes: 1 refused (stdout empty), 2 bad usage.
+    missing = cli("splits", "show", labelled, "spl_nope", "--json")
+    assert missing.returncode == 1 and "not_found_error" in missing.stderr and missing.stdout == ""
+    bad = cli("splits", "create", labelled, "--train", "0.9", "--val", "0.3", "--test", "0.3", "--json")
+    assert bad.returncode == 1 and "invalid_request_error" in bad.stderr and bad.stdout == ""
+    unknown = cli("splits", "create", "ds_nope", "--json")
+    assert unknown.returncode == 1 and "not_found_error" in unknown.stderr
+    assert cli("splits", "create", labelled, "--seed", "many").returncode == 2
+    assert cli("splits", "show", labelled).returncode == 2
