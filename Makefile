@@ -27,7 +27,7 @@ lint: install
 
 test: lint
 	@sh scripts/install-browser.sh || echo "browser tests will skip: no Chromium could be installed"
-	$(BIN)/pytest -p no:cacheprovider
+	$(BIN)/pytest -p no:cacheprovider --durations=25
 
 unit: install
 	$(BIN)/pytest tests/unit

@@ -78,6 +78,11 @@ def run_embedded(settings: Any, host: str, port: int, mlflow_port: int, console:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # Whatever happens to this process, the reaper sees its stdin close and stops every group.
+    reaper = subprocess.Popen(
+        [sys.executable, "-m", "medtune.cli.reaper"], stdin=subprocess.PIPE, start_new_session=True
+    )
+    assert reaper.stdin is not None
     try:
         for name, argv in commands.items():
             with (logs / f"{name}.log").open("ab") as log:
@@ -85,6 +90,8 @@ def run_embedded(settings: Any, host: str, port: int, mlflow_port: int, console:
                     argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                     preexec_fn=_die_with_parent,
                 )  # fmt: skip
+            reaper.stdin.write(f"{children[name].pid}\n".encode())
+            reaper.stdin.flush()
         console.print(f"medtune API      http://{host}:{port}  (console at /, OpenAPI at /docs)")
         console.print(f"MLflow UI        {mlflow_url}")
         console.print(f"worker           pid {children['worker'].pid}, queues ingest,train,infer")
@@ -103,6 +110,8 @@ def run_embedded(settings: Any, host: str, port: int, mlflow_port: int, console:
         return 0
     finally:
         _stop_all(children)
+        reaper.stdin.close()
+        reaper.wait(timeout=30)
 
 
 def _stop_all(children: dict[str, subprocess.Popen[bytes]], grace_s: float = 15.0) -> None:

@@ -88,7 +88,7 @@ def test_up_runs_the_platform_and_stops_cleanly(tmp_path: Path) -> None:
         family = again.family()
         again.proc.send_signal(signal.SIGKILL)  # no chance to clean up: children must still go
         again.proc.wait(timeout=10)
-        assert _gone(family[1:]) == []
+        assert _gone(family[1:], timeout=60) == []
     finally:
         for p in psutil.process_iter():
             try:
