@@ -255,7 +255,7 @@ def test_dataset_to_prediction(page: Any, live: Live, tmp_path: Path) -> None:
     page.wait_for_selector("#job-summary .badge.succeeded", timeout=300_000)
     assert page.locator('#loss-chart polyline[data-series="val_loss"]').get_attribute("points")
     assert "epoch 2/2" in page.inner_text("#events")
-    usable(page, "04-job")
+    usable(page)
     shot(page, "04-job")
     job = httpx.get(f"{live.url}/v1/fine-tuning/jobs/{job_id}", headers=live.auth).json()
     assert job["status"] == "succeeded" and job["split"]["id"] == split_id
@@ -277,7 +277,7 @@ def test_dataset_to_prediction(page: Any, live: Live, tmp_path: Path) -> None:
     page.click("text=Set alias")  # champion -> 1
     page.wait_for_selector("#flash:has-text('chest@champion')")
     page.wait_for_selector("td:has-text('champion')")
-    usable(page, "05-model")
+    usable(page)
     shot(page, "05-model")
 
     page.click("main >> text=Try it")
@@ -325,7 +325,7 @@ def test_seed_sweep_then_cancel_and_resume(page: Any, live: Live, ready_dataset:
     api = httpx.get(f"{live.url}/v1/fine-tuning/job-groups/{group_id}", headers=live.auth).json()
     assert f"{api['summary']['metrics']['test_auroc']['mean']:.3f}" == f"{mean:.3f}"
     assert page.locator("#group-jobs tbody tr").count() == 2
-    usable(page, "04b-seed-sweep")
+    usable(page)
     shot(page, "04b-seed-sweep")
     page.click("#group-jobs tbody tr:first-child a")
     page.wait_for_selector(f"#job-summary a:has-text('{group_id}')")
