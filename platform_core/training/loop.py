@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -14,12 +15,11 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from platform_core.training import metrics as M
 from platform_core.training.checkpoints import Checkpoint, rng_state, set_rng_state
 from platform_core.training.data import Normalize
-from platform_core.training.models import load_trainable_state, trainable_state
+from platform_core.training.models import load_trainable_state, train_mode, trainable_state
 
 log = logging.getLogger("medtune.training")
 
@@ -84,6 +84,16 @@ class LoopOutcome:
     best_value: float | None
     epochs_run: int
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Batches(Protocol):
+    """What the loop iterates: (x, y) batches, a length, and the generator reseeded each epoch."""
+
+    generator: torch.Generator | None
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def __len__(self) -> int: ...
 
 
 class Hooks(Protocol):
@@ -158,7 +168,7 @@ class Trainer:
         return loss.detach()
 
     @torch.no_grad()
-    def predict(self, loader: DataLoader[Any]) -> tuple[np.ndarray, np.ndarray, float]:
+    def predict(self, loader: Batches) -> tuple[np.ndarray, np.ndarray, float]:
         """(labels, probabilities, mean loss) over a loader, in eval mode."""
         self.model.eval()
         probs, labels = [], []
@@ -171,13 +181,13 @@ class Trainer:
             count += len(y)
             probs.append(torch.sigmoid(logits).cpu().numpy())
             labels.append(y.numpy())
-        self.model.train()
+        train_mode(self.model)
         return np.concatenate(labels), np.concatenate(probs), total / max(count, 1)
 
     def fit(
         self,
-        train_loader: DataLoader[Any],
-        val_loader: DataLoader[Any],
+        train_loader: Batches,
+        val_loader: Batches,
         hooks: Hooks,
         resume: Checkpoint | None = None,
     ) -> LoopOutcome:
@@ -203,7 +213,7 @@ class Trainer:
             best_value, best_epoch, bad_epochs = loop["best_value"], loop["best_epoch"], loop["bad_epochs"]
             history = list(loop.get("history", []))
             start_epoch = resume.epoch + 1
-        self.model.train()
+        train_mode(self.model)
         for epoch in range(start_epoch, cfg.epochs + 1):
             # The shuffle order depends on (seed, epoch) only, so a resumed run sees the same batches.
             if train_loader.generator is not None:

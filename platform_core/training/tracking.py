@@ -32,6 +32,10 @@ class Tracker(Protocol):
 
     def log_artifact(self, name: str, data: bytes) -> None: ...
 
+    def log_missing_epochs(self, history: dict[int, dict[str, float]]) -> None:
+        """Epochs checkpointed by a worker that was killed before it sent their metrics: sent now."""
+        ...
+
     def url(self) -> str | None: ...
 
     def close(self, status: str = "FINISHED") -> None:
@@ -53,6 +57,9 @@ class NullTracker:
         pass
 
     def log_artifact(self, name: str, data: bytes) -> None:
+        pass
+
+    def log_missing_epochs(self, history: dict[int, dict[str, float]]) -> None:
         pass
 
     def url(self) -> str | None:
@@ -128,6 +135,19 @@ class MlflowTracker:
 
     def log_artifact(self, name: str, data: bytes) -> None:
         self._timed("artifact", (name, data))
+
+    def log_missing_epochs(self, history: dict[int, dict[str, float]]) -> None:
+        # Metrics leave on a background thread after the epoch's checkpoint is committed, so a SIGKILL
+        # can lose the last epoch's values; its checkpoint row still holds them. Log each epoch once.
+        if not history or self.run_id is None:
+            return
+        try:
+            logged = {m.step for m in self.client.get_metric_history(self.run_id, "train_loss")}
+        except Exception as exc:  # tracking must never fail a training run
+            log.warning("could not read the MLflow run back: %s", exc)
+            return
+        for epoch in sorted(set(history) - logged):
+            self.log_metrics(history[epoch], step=epoch)
 
     def url(self) -> str | None:
         if self.ui_url is None or self.run_id is None:

@@ -56,7 +56,9 @@ PROGRESS_S = 2.0
 class RunOptions:
     device: str = "auto"
     precision: str = "auto"
-    loader_workers: int = 0
+    # Threads that build batches ahead of the step (see platform_core.training.data: a prefork child
+    # may not start DataLoader worker processes).
+    loader_threads: int = 2
     bootstrap_resamples: int = 1000
 
 
@@ -203,7 +205,7 @@ class _Run:
         )
         trainer = Trainer(model, entry.mean, entry.std, labels, cfg)
         pin = trainer.device.type == "cuda"
-        workers = self.options.loader_workers
+        workers = self.options.loader_threads
         train_loader = make_loader(
             CacheDataset(pixels["train"], ys["train"], augmentation(str(hp["augmentation"]), size)),
             int(hp["batch_size"]),
@@ -226,7 +228,11 @@ class _Run:
             j.mlflow_run_id = self.tracker.run_id
             j.mlflow_experiment_id = self.tracker.experiment_id
             j.mlflow_url = self.tracker.url()
-        if resume is None:
+        if resume is not None:
+            with self.sessions() as s:
+                done = {c.epoch: dict(c.metrics) for c in repo.list_checkpoints(s, self.job_id)}
+            self.tracker.log_missing_epochs(done)
+        else:
             self.tracker.log_params(
                 {
                     **{k: v for k, v in hp.items()},
