@@ -1,139 +1,378 @@
-"""Training throughput for one model: raw steps on in-memory tensors vs a real epoch through the pipeline
-(pixel cache -> DataLoader -> loop), MLflow logging share and peak memory. Prints JSON.
+"""Training throughput for one model, printed as JSON:
 
-    .venv/bin/python bench/train.py --model vit_base_patch16_224 --batch 16 --images 128
+- raw: training steps on in-memory tensors (the compute ceiling);
+- medtune: epochs through the real pipeline (DICOM -> ingestion's pixel cache -> thread-prefetched
+  batches -> Trainer.fit with its precision, validation and checkpoint hook logging to MLflow);
+- naive: the loop people write first (a torch Dataset that decodes the DICOM with pydicom every epoch,
+  fp32, no prefetch), same model, batch and device.
+
+Raw, medtune and naive passes are interleaved for --reps repetitions and medians reported, both the
+median of the per-repetition ratios and the ratio of the medians: on a shared machine a burst of load
+during one pass would otherwise give ratios that cannot be (pipeline faster than raw compute).
+
+    .venv/bin/python bench/train.py --model vit_base_patch16_224 --images 32 --batch 8 --reps 3
+    .venv/bin/python bench/train.py --model vit_base_patch16_224 --device cuda --images 512 --batch 64
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import resource
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from platform_core.dicom import cache  # noqa: E402
+from platform_core.datasets.ingest import PixelJob, build_caches  # noqa: E402
 from platform_core.storage.local import LocalStore  # noqa: E402
 from platform_core.training import catalog  # noqa: E402
-from platform_core.training.data import (
+from platform_core.training.checkpoints import Checkpoint  # noqa: E402
+from platform_core.training.data import (  # noqa: E402
     CacheDataset,
     Sample,
     augmentation,
     labels_array,
     load_pixels,
     make_loader,
-)  # noqa: E402
-from platform_core.training.loop import LoopConfig, Trainer  # noqa: E402
-from platform_core.training.models import MethodConfig, build_model  # noqa: E402
+)
+from platform_core.training.loop import EpochResult, LoopConfig, Trainer  # noqa: E402
+from platform_core.training.models import MethodConfig, build_model, train_mode  # noqa: E402
 from platform_core.training.tracking import MlflowTracker  # noqa: E402
 from platform_core.training.weights import ResolvedWeights  # noqa: E402
 
+RANDOM = ResolvedWeights("random", "random", None)
 
-class _NoHooks:
+# Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by a substring of torch.cuda.get_device_name().
+BF16_PEAK_TFLOPS = {
+    "H200": 989.0,
+    "H100 SXM": 989.0,
+    "H100 NVL": 835.0,
+    "H100 PCIe": 756.0,
+    "H100": 756.0,
+    "GH200": 989.0,
+    "B200": 2250.0,
+    "A100": 312.0,
+    "A800": 312.0,
+    "L40S": 362.0,
+    "L40": 181.0,
+    "L4": 121.0,
+    "A10G": 70.0,
+    "A10": 125.0,
+    "RTX 6000 Ada": 364.0,
+    "RTX 4090": 165.0,
+    "RTX 3090": 71.0,
+}
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+
+def dicom_bytes(i: int, size: int, label: int, rng: np.random.Generator) -> bytes:
+    """A 12-bit DX radiograph (as ingestion stores it, de-identified); positives carry a bright disc."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
+
+    y, x = np.mgrid[0:size, 0:size]
+    img = (x + y) * (1200 / (2 * size)) + 300 + rng.normal(0, 120, (size, size))
+    if label:
+        cy, cx = rng.integers(size // 4, 3 * size // 4, 2)
+        img[(y - cy) ** 2 + (x - cx) ** 2 <= (size // 8) ** 2] = 3900
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = DigitalXRayImageStorageForPresentation
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.PatientID = f"bench-{i}"
+    ds.Rows = ds.Columns = size
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.WindowCenter, ds.WindowWidth = 2048, 4096
+    ds.PixelData = np.asarray(img.clip(0, 4095), dtype=np.uint16).tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+class NaiveDicomDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Reads and decodes the DICOM file on every access: window, scale, resize, RGB, normalise."""
+
+    def __init__(self, paths: list[Path], labels: list[int], size: int, mean: Any, std: Any) -> None:
+        self.paths, self.labels, self.size = paths, labels, size
+        self.mean = torch.tensor(mean).view(3, 1, 1)
+        self.std = torch.tensor(std).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        import pydicom
+        from pydicom.pixels.processing import apply_voi_lut
+
+        ds = pydicom.dcmread(self.paths[i])
+        arr = apply_voi_lut(ds.pixel_array, ds).astype(np.float32)
+        arr = (arr - arr.min()) / max(float(arr.max() - arr.min()), 1e-6)
+        x = torch.from_numpy(arr)[None, None]
+        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)[0]
+        x = (x.expand(3, -1, -1) - self.mean) / self.std
+        return x, torch.tensor([float(self.labels[i])])
+
+
+# --- the three loops -------------------------------------------------------------------------------
+
+
+class Hooks:
+    """Trainer hooks as the runner's: per-epoch metrics to MLflow (the checkpoint is not stored)."""
+
+    def __init__(self, tracker: MlflowTracker, device: torch.device) -> None:
+        self.tracker = tracker
+        self.device = device
+        self.results: list[EpochResult] = []
+        self.step_seconds: list[float] = []  # from one step's end to the next: batch wait + step
+        self._last: float | None = None
+
     def should_stop(self) -> bool:
         return False
 
     def on_step(self, epoch: int, step: int, steps: int) -> None:
-        pass
+        sync(self.device)
+        now = time.perf_counter()
+        if step > 1 and self._last is not None:
+            self.step_seconds.append(now - self._last)
+        self._last = now
 
-    def on_epoch(self, result: object, checkpoint: object) -> None:
-        self.result = result
+    def on_epoch(self, result: EpochResult, checkpoint: Checkpoint) -> None:
+        self.tracker.log_metrics(result.metrics, step=len(self.results) + 1)
+        self.results.append(result)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def raw_pass(trainer: Trainer, x: torch.Tensor, y: torch.Tensor, steps: int, times: list[float]) -> float:
+    """Images/s of `steps` optimisation steps on one in-memory batch already on the device."""
+    sync(trainer.device)
+    start = last = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(x, y)
+        sync(trainer.device)
+        now = time.perf_counter()
+        times.append(now - last)
+        last = now
+    return steps * len(x) / (time.perf_counter() - start)
+
+
+def naive_pass(
+    model: nn.Module, loader: Any, device: torch.device, opt: torch.optim.Optimizer, times: list[float]
+) -> float:
+    """Images/s of one fp32 epoch through the decode-every-time loader."""
+    loss_fn = nn.BCEWithLogitsLoss()
+    model.train()
+    sync(device)
+    start = last = time.perf_counter()
+    seen = 0
+    for step, (x, y) in enumerate(loader, start=1):
+        x, y = x.to(device), y.to(device)
+        loss = loss_fn(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        seen += len(x)
+        sync(device)
+        now = time.perf_counter()
+        if step > 1:  # as for medtune: the epoch's first batch is in the epoch figures only
+            times.append(now - last)
+        last = now
+    return seen / (time.perf_counter() - start)
+
+
+def flops_per_image(trainer: Trainer, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Forward + backward FLOPs of one training step per image (torch's FLOP counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        trainer.train_step(x, y)
+    return float(counter.get_total_flops()) / len(x)
+
+
+def bf16_peak_tflops(override: float | None) -> tuple[str, float | None]:
+    name = torch.cuda.get_device_name()
+    if override:
+        return name, override
+    for key, peak in BF16_PEAK_TFLOPS.items():
+        if key in name:
+            return name, peak
+    return name, None
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="vit_base_patch16_224")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--images", type=int, default=128)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--images", type=int, default=32, help="training images per epoch")
+    p.add_argument("--reps", type=int, default=3, help="interleaved repetitions of each pass")
+    p.add_argument("--dicom-size", type=int, default=512)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="batch prefetch threads (medtune)")
+    p.add_argument("--augmentation", default="light")
+    p.add_argument("--peak-tflops", type=float, default=None, help="the GPU's bf16 peak, if not in the table")
     args = p.parse_args()
     entry = catalog.get(args.model)
     size = entry.input_size
-    tmp = Path(tempfile.mkdtemp())
-    store = LocalStore(f"file://{tmp}")
+    tmp = Path(tempfile.mkdtemp(prefix="medtune-bench-"))
+    store = LocalStore(f"file://{tmp / 'objects'}")
     rng = np.random.default_rng(0)
-    samples = []
-    for i in range(args.images):
-        key = f"cache/{i}.png"
-        store.put_bytes(key, cache.encode(rng.integers(0, 65535, (512, 512)).astype(np.uint16)))
-        samples.append(Sample(str(i), key, (float(i % 2),)))
-    model = build_model(entry, 1, MethodConfig("lora"), ResolvedWeights("random", "random", None), size)
-    trainer = Trainer(
-        model,
-        entry.mean,
-        entry.std,
-        ["x"],
-        LoopConfig(
-            epochs=1, learning_rate=1e-4, warmup_epochs=0, precision=args.precision, device=args.device
-        ),
-    )
-    trainer.scheduler = None
-    x = torch.rand(args.batch, 1, size, size)
-    y = torch.randint(0, 2, (args.batch, 1)).float()
-    for _ in range(2):
-        trainer.train_step(x, y)
-    steps = max(1, args.images // args.batch)
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
-    sync()
-    t = time.perf_counter()
-    for _ in range(steps):
-        loss = trainer.train_step(x, y)
-    float(loss)
-    sync()
-    raw = steps * args.batch / (time.perf_counter() - t)
+    n_val = args.batch
 
-    t = time.perf_counter()
+    # Stored DICOM, then the pixel cache built by ingestion's own code (decode once, window, resize).
+    labels = [i % 2 for i in range(args.images + n_val)]
+    paths: list[Path] = []
+    jobs: list[PixelJob] = []
+    for i, label in enumerate(labels):
+        key = f"dicom/{i}.dcm"
+        store.put_bytes(key, dicom_bytes(i, args.dicom_size, label, rng))
+        paths.append(store.root / key)
+        jobs.append(PixelJob(f"img{i}", "bench", "dicom", "queued", key, size))
+    start = time.perf_counter()
+    cached = build_caches(store, jobs)
+    ingest_s = time.perf_counter() - start
+    samples = [
+        Sample(r.image_id, r.cache_key or "", (float(lb),)) for r, lb in zip(cached, labels, strict=True)
+    ]
+
+    # medtune: the run's own pieces.
+    torch.manual_seed(0)
+    model = build_model(entry, 1, MethodConfig("lora"), RANDOM, size)
+    cfg = LoopConfig(
+        epochs=1, learning_rate=1e-4, warmup_epochs=0, precision=args.precision, device=args.device
+    )
+    trainer = Trainer(model, entry.mean, entry.std, ["finding"], cfg)
+    device = trainer.device
+    pin = device.type == "cuda"
+    start = time.perf_counter()
     pixels = load_pixels(store, samples, size)
-    load_s = time.perf_counter() - t
-    ds = CacheDataset(pixels, labels_array(samples), augmentation("light", size))
-    loader = make_loader(ds, args.batch, True, 0, args.workers, trainer.device.type == "cuda")
-    val = make_loader(
-        CacheDataset(pixels[: args.batch], labels_array(samples[: args.batch])), args.batch, False, 0
-    )
-    t = time.perf_counter()
-    trainer.fit(loader, val, _NoHooks())
-    epoch_s = time.perf_counter() - t
-    pipeline = len(loader) * args.batch / epoch_s
-
+    cache_load_s = time.perf_counter() - start
+    ys = labels_array(samples)
+    train_ds = CacheDataset(pixels[: args.images], ys[: args.images], augmentation(args.augmentation, size))
+    val_ds = CacheDataset(pixels[args.images :], ys[args.images :])
     tracker = MlflowTracker(f"sqlite:///{tmp / 'mlflow.sqlite'}", "bench", "bench")
-    t = time.perf_counter()
-    tracker.log_metrics({f"m{i}": float(i) for i in range(40)}, step=1)
-    log_s = time.perf_counter() - t
-    tracker.close()
-    print(
-        json.dumps(
-            {
-                "model": args.model,
-                "device": trainer.device.type,
-                "precision": trainer.precision,
-                "batch": args.batch,
-                "image_size": size,
-                "images": args.images,
-                "torch_threads": torch.get_num_threads(),
-                "raw_images_per_s": round(raw, 2),
-                "pipeline_images_per_s": round(pipeline, 2),
-                "pipeline_over_raw": round(pipeline / raw, 3),
-                "cache_load_s": round(load_s, 2),
-                "epoch_s": round(epoch_s, 2),
-                "mlflow_log_share_of_epoch": round(log_s / epoch_s, 6),
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)
-                if torch.cuda.is_available()
-                else None,
-                "not_measured": "naive pydicom-every-epoch fp32 baseline; images/s vs GPU bf16 peak",
-            },
-            indent=2,
-        )
+    hooks = Hooks(tracker, trainer.device)
+
+    # naive: its own copy of the same model, fp32, decoding every epoch.
+    torch.manual_seed(0)
+    naive_model = build_model(entry, 1, MethodConfig("lora"), RANDOM, size).to(device)
+    naive_opt = torch.optim.AdamW([q for q in naive_model.parameters() if q.requires_grad], lr=1e-4)
+    naive_loader = torch.utils.data.DataLoader(
+        NaiveDicomDataset(paths[: args.images], labels[: args.images], size, entry.mean, entry.std),
+        batch_size=args.batch,
+        shuffle=True,
+        drop_last=True,
     )
+
+    steps = args.images // args.batch
+    x = torch.rand(args.batch, 1, size, size).to(device)
+    y = torch.randint(0, 2, (args.batch, 1)).float().to(device)
+    for _ in range(2):  # warm-up: allocator, kernels, autocast caches
+        trainer.train_step(x, y)
+    flops = flops_per_image(trainer, x, y)
+    naive_pass(naive_model, [next(iter(naive_loader))], device, naive_opt, [])
+
+    raw, medtune, epoch_wall, naive = [], [], [], []
+    raw_steps: list[float] = []
+    naive_steps: list[float] = []
+    for rep in range(args.reps):
+        train_mode(trainer.model)
+        trainer.scheduler = None
+        raw.append(raw_pass(trainer, x, y, steps, raw_steps))
+        loader = make_loader(train_ds, args.batch, True, rep, args.threads, pin)
+        start = time.perf_counter()
+        trainer.fit(loader, make_loader(val_ds, args.batch, False, 0, args.threads, pin), hooks)
+        epoch_wall.append(time.perf_counter() - start)
+        medtune.append(hooks.results[-1].images_per_second)
+        naive.append(naive_pass(naive_model, naive_loader, device, naive_opt, naive_steps))
+    on_thread_s = tracker.seconds_spent
+    start = time.perf_counter()
+    tracker.close()
+    flush_s = time.perf_counter() - start
+
+    per_rep_pipeline = [m / r for m, r in zip(medtune, raw, strict=True)]
+    per_rep_speedup = [m / n for m, n in zip(medtune, naive, strict=True)]
+    step = {"raw": median(raw_steps), "medtune": median(hooks.step_seconds), "naive": median(naive_steps)}
+    out: dict[str, Any] = {
+        "model": args.model,
+        "device": device.type,
+        "precision": trainer.precision,
+        "naive_precision": "fp32",
+        "batch": args.batch,
+        "image_size": size,
+        "dicom_size": args.dicom_size,
+        "train_images_per_epoch": steps * args.batch,
+        "reps": args.reps,
+        "torch_threads": torch.get_num_threads(),
+        "prefetch_threads": args.threads,
+        "augmentation": args.augmentation,
+        "raw_images_per_s": [round(v, 3) for v in raw],
+        "medtune_images_per_s": [round(v, 3) for v in medtune],
+        "naive_images_per_s": [round(v, 3) for v in naive],
+        "median_step_s": {k: round(v, 4) for k, v in step.items()},
+        "steps_timed": {"raw": len(raw_steps), "medtune": len(hooks.step_seconds), "naive": len(naive_steps)},
+        "pipeline_over_raw": {
+            "from_median_steps": round(step["raw"] / step["medtune"], 3),
+            "epochs_median_of_ratios": round(median(per_rep_pipeline), 3),
+            "epochs_ratio_of_medians": round(median(medtune) / median(raw), 3),
+            "target": ">= 0.9",
+        },
+        "medtune_over_naive": {
+            "from_median_steps": round(step["naive"] / step["medtune"], 2),
+            "epochs_median_of_ratios": round(median(per_rep_speedup), 2),
+            "epochs_ratio_of_medians": round(median(medtune) / median(naive), 2),
+            "target": ">= 3",
+        },
+        "epoch_wall_s_median": round(median(epoch_wall), 2),
+        "mlflow": {
+            "on_training_thread_s": round(on_thread_s, 6),
+            "share_of_epoch": round(on_thread_s / sum(epoch_wall), 6),
+            "background_flush_s": round(flush_s, 3),
+            "target_share": "<= 0.01",
+        },
+        "ingest_pixel_cache_s": round(ingest_s, 2),
+        "cache_load_s": round(cache_load_s, 2),
+        "train_gflops_per_image": round(flops / 1e9, 2),
+        "achieved_tflops": round(flops * median(medtune) / 1e12, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    if device.type == "cuda":
+        name, peak = bf16_peak_tflops(args.peak_tflops)
+        out["gpu"] = {
+            "name": name,
+            "bf16_peak_tflops": peak,
+            "mfu": round(flops * median(medtune) / 1e12 / peak, 4) if peak else None,
+            "images_per_s_at_peak": round(peak * 1e12 / flops, 1) if peak else None,
+            "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+        }
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

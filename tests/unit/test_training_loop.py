@@ -3,6 +3,7 @@ cancels within a step, and a resumed run matches an uninterrupted one."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,13 @@ from platform_core.training.data import (
     positive_weights,
 )
 from platform_core.training.loop import EpochResult, LoopConfig, Trainer, resolve_precision
-from platform_core.training.models import MethodConfig, build_model, load_trainable_state, trainable_state
+from platform_core.training.models import (
+    MethodConfig,
+    build_model,
+    load_trainable_state,
+    train_mode,
+    trainable_state,
+)
 from platform_core.training.weights import ResolvedWeights
 
 SIZE = 32
@@ -94,6 +101,41 @@ def test_pixels_load_resized_and_augmented(store: LocalStore) -> None:
     assert x.shape == (1, SIZE, SIZE) and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
     assert y.tolist() == [0.0]
     assert positive_weights(np.array([[1.0], [0.0], [0.0], [0.0]])) == [3.0]
+
+
+def test_batches_come_from_threads_in_order_and_depend_on_the_seed_only(store: LocalStore) -> None:
+    samples = synthetic(store, 20, 3)
+    pixels, ys = load_pixels(store, samples, SIZE), labels_array(samples)
+    augmented = CacheDataset(pixels, ys, augmentation("standard", SIZE))
+    threaded = list(make_loader(augmented, 6, True, 7, threads=3))
+    inline = list(make_loader(augmented, 6, True, 7, threads=0))
+    assert len(threaded) == 3 == len(make_loader(augmented, 6, True, 7))  # the last partial batch dropped
+    assert all(
+        torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(threaded, inline, strict=True)
+    )
+    assert not torch.equal(threaded[0][0], list(make_loader(augmented, 6, True, 8))[0][0])
+    plain = CacheDataset(pixels, ys)
+    xs = torch.cat([x for x, _ in make_loader(plain, 6, False, 0)])
+    assert xs.shape == (20, 1, SIZE, SIZE) and torch.equal(xs, torch.stack([plain[i][0] for i in range(20)]))
+    batches = iter(make_loader(augmented, 2, True, 0, threads=2))
+    next(batches)
+    batches.close()  # a cancel mid-epoch: no thread stays behind
+    assert not [t for t in threading.enumerate() if t.name.startswith("medtune-batches")]
+
+
+def test_frozen_batchnorm_keeps_its_statistics_under_lora() -> None:
+    model = build_model(catalog.get("test_resnet"), 1, MethodConfig("lora", r=4), RANDOM, image_size=SIZE)
+    train_mode(model)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms)
+    stats = norms[0].running_mean
+    assert stats is not None
+    before = stats.clone()
+    model(torch.rand(4, 3, SIZE, SIZE))
+    assert torch.equal(stats, before)
+    full = build_model(catalog.get("test_resnet"), 1, MethodConfig("full"), RANDOM, image_size=SIZE)
+    train_mode(full)
+    assert all(m.training for m in full.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
 def test_lora_learns_and_checkpoints_every_epoch(store: LocalStore) -> None:

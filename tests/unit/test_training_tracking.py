@@ -34,7 +34,12 @@ def test_mlflow_tracker_round_trip(tmp_path: Path) -> None:
     assert tracker.url() == f"http://ui/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     resumed = MlflowTracker(uri, "exp", "ftjob_x", run_id=run.info.run_id)
     assert resumed.run_id == run.info.run_id
+    # A killed worker checkpointed epoch 4 but never sent it: sent once on resume, 1-3 not again.
+    history_in_checkpoints = {e: {"val_auroc": 0.5 + e / 10, "train_loss": 1.0 / e} for e in (1, 2, 3, 4)}
+    resumed.log_missing_epochs(history_in_checkpoints)
     resumed.close("KILLED")
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
+    assert steps == [1, 2, 3, 4]
     assert client.get_run(run.info.run_id).info.status == "KILLED"
 
 

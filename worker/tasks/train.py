@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery.signals import celeryd_after_setup
+
 import platform_core.db.models  # noqa: F401  (every table, so foreign keys resolve in this process)
 from worker.app import celery_app
 from worker.context import context
@@ -50,3 +52,19 @@ def requeue_stale() -> list[str]:
 
     with unit_of_work(context().sessions, _dispatch()) as session:
         return service.requeue_stale(session)
+
+
+@celeryd_after_setup.connect
+def preload_training(sender: str, instance: Any, **_: Any) -> None:
+    """A worker that consumes the train queue imports the training stack once, in its main process
+    before the pool forks: each run (and each replacement child) then starts without the ~10 s of
+    importing torch, timm, peft, scikit-learn, matplotlib and MLflow. Importing torch does not
+    initialise CUDA, so the forked children can still use the GPU."""
+    from platform_core.training.jobs.service import TRAIN_QUEUE
+
+    if TRAIN_QUEUE not in instance.app.amqp.queues.consume_from:
+        return
+    import matplotlib.figure  # noqa: F401
+    import mlflow.tracking  # noqa: F401
+
+    import platform_core.training.jobs.runner  # noqa: F401
