@@ -5,7 +5,8 @@ throughput under bfloat16 autocast and how far its probabilities are from float3
 random weights (nothing downloaded).
 
 The 1-vs-20-adapter comparison alternates the two for --rounds rounds and reports the medians, so a
-shared, noisy machine moves both alike.
+shared, noisy machine moves both alike; `batch_forward` times one full batch on one adapter against one
+mixing 20 adapters (the fastest of --repeats each), the engine's per-adapter cost without client noise.
 
     .venv/bin/python bench/infer.py [--arch test_vit] [--size 160] [--seconds 4]
     .venv/bin/python bench/infer.py --arch vit_small_patch16_224 --size 224 --seconds 6 --single 10
@@ -127,6 +128,27 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))] * 1000
 
 
+def batch_forward(engine: Engine, sources: list[AdapterSource], args: argparse.Namespace) -> dict[str, Any]:
+    """One full batch through the base: every row on one adapter vs rows over 20 adapters, alternated;
+    the fastest of --repeats each (the least disturbed by other work on the machine)."""
+    base = engine.base(sources[0].base)
+    assert base is not None
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(args.max_batch, 3, args.size, args.size, generator=g)
+    one = [sources[0].name] * args.max_batch
+    mixed = [sources[i % len(sources)].name for i in range(args.max_batch)]
+    times: dict[str, list[float]] = {"one": [], "mixed": []}
+    for _ in range(args.repeats):
+        for kind, names in (("one", one), ("mixed", mixed)):
+            t = time.perf_counter()
+            base.probabilities(x, names)
+            times[kind].append(time.perf_counter() - t)
+    best = {k: min(v) for k, v in times.items()}
+    return {"batch": args.max_batch, "1_adapter_ms": round(best["one"] * 1000, 1),
+            "20_adapters_ms": round(best["mixed"] * 1000, 1),
+            "throughput_ratio": round(best["one"] / best["mixed"], 3)}  # fmt: skip
+
+
 def bf16_report(args: argparse.Namespace, sources: list[AdapterSource], fp32: Engine, x: torch.Tensor) -> Any:
     """32-client throughput (20 adapters) under bfloat16 autocast, and its distance from float32."""
     engine = Engine(cache_size=32, window_ms=args.window_ms, max_batch=args.max_batch, bf16=True)
@@ -158,6 +180,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--single", type=int, default=50, help="single requests timed for latency")
     parser.add_argument("--rounds", type=int, default=3, help="alternations of 1 vs 20 hot adapters")
+    parser.add_argument("--repeats", type=int, default=5, help="full-batch forwards timed per kind")
     parser.add_argument("--bf16", action="store_true", help="also measure bfloat16 autocast serving")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -222,6 +245,7 @@ def main() -> None:
     per_round = [round(b / a, 3) for a, b in zip(ones, twenties, strict=True)]
     report["hot_adapters"] = {"1_adapter_rps": round(one, 1), "20_adapters_rps": round(twenty, 1),
                               "ratio": round(twenty / one, 3), "ratio_per_round": per_round}  # fmt: skip
+    report["batch_forward"] = batch_forward(engine, sources, args)
     if args.bf16:
         report["bf16"] = bf16_report(args, sources, engine, x)
     batcher = engine._batchers[sources[0].base]

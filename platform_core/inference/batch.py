@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -19,6 +20,29 @@ from platform_core.db.session import unit_of_work
 from platform_core.registry.models import BatchPrediction, ModelVersion
 from platform_core.splits.models import DatasetVersionImage, Split, SplitAssignment
 from platform_core.storage import ObjectStore
+
+Row = tuple[str, str, dict[str, Any]]  # image id, pixel cache key, labels
+
+
+def split_rows(session: Session, split: Split, part: str) -> list[Row]:
+    """The images of one part of a split that have a pixel cache, in a stable order, with their labels."""
+    q = (
+        select(SplitAssignment.image_id, Image.cache_key, DatasetVersionImage.labels)
+        .join(Image, Image.id == SplitAssignment.image_id)
+        .join(
+            DatasetVersionImage,
+            (DatasetVersionImage.image_id == SplitAssignment.image_id)
+            & (DatasetVersionImage.version_id == split.dataset_version_id),
+        )
+        .where(SplitAssignment.split_id == split.id, SplitAssignment.split == part)
+        .order_by(SplitAssignment.image_id)
+    )
+    return [(i, k, dict(lab or {})) for i, k, lab in session.execute(q).tuples() if k]
+
+
+def labelled(rows: list[Row], labels: list[str]) -> list[int]:
+    """Indices of the rows whose every label is known."""
+    return [j for j, r in enumerate(rows) if all(r[2].get(n) is not None for n in labels)]
 
 
 def run(sessions: sessionmaker[Session], store: ObjectStore, settings: Settings, batch_id: str) -> str:
@@ -38,18 +62,7 @@ def run(sessions: sessionmaker[Session], store: ObjectStore, settings: Settings,
         split = s.get(Split, batch.split_id)
         assert version is not None and split is not None
         manifest = dict(version.manifest)
-        q = (
-            select(SplitAssignment.image_id, Image.cache_key, DatasetVersionImage.labels)
-            .join(Image, Image.id == SplitAssignment.image_id)
-            .join(
-                DatasetVersionImage,
-                (DatasetVersionImage.image_id == SplitAssignment.image_id)
-                & (DatasetVersionImage.version_id == split.dataset_version_id),
-            )
-            .where(SplitAssignment.split_id == split.id, SplitAssignment.split == batch.split)
-            .order_by(SplitAssignment.image_id)
-        )
-        rows = [(i, k, dict(lab or {})) for i, k, lab in s.execute(q).tuples() if k]
+        rows = split_rows(s, split, batch.split)
     try:
         preds = serving.predict_cached(settings, store, manifest, [k for _, k, _ in rows])
     except Exception as exc:
@@ -69,10 +82,10 @@ def run(sessions: sessionmaker[Session], store: ObjectStore, settings: Settings,
     key = f"batch_predictions/{batch_id}/predictions.csv"
     store.put_bytes(key, buf.getvalue().encode(), "text/csv")
     metrics = None
-    known = [(r, p) for r, p in zip(rows, preds, strict=True) if all(r[2].get(n) is not None for n in labels)]
+    known = labelled(rows, labels)
     if known:
-        y = np.asarray([[r[2][n] for n in labels] for r, _ in known], dtype=np.float32)
-        prob = np.asarray([[p["probabilities"][n] for n in labels] for _, p in known], dtype=np.float64)
+        y = np.asarray([[rows[j][2][n] for n in labels] for j in known], dtype=np.float32)
+        prob = np.asarray([[preds[j]["probabilities"][n] for n in labels] for j in known], dtype=np.float64)
         thresholds = [float(manifest["thresholds"].get(n, 0.5)) for n in labels]
         metrics = {"n": len(known), **M.compute(y, prob, labels, thresholds)}
     with unit_of_work(sessions) as s:

@@ -303,6 +303,9 @@ class SharedBase:
             except Unbatchable:
                 log.warning("%s folds its rows inside a LoRA layer: one forward per adapter", self.entry.name)
                 self.mixed = False
+            finally:
+                for norm in self.norms.values():
+                    norm.restore()
         return self._grouped(x, slots)
 
     def _grouped(self, x: torch.Tensor, slots: list[int]) -> torch.Tensor:

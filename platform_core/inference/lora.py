@@ -10,7 +10,9 @@ cost of a batch does not depend on how many adapters it mixes. The scaling alpha
 ranks may differ between adapters (padded with zeros, which add nothing).
 
 BatchNorm statistics per adapter (CNNs) work the same way: a pre-hook maps each row to what the base's
-eval BatchNorm would give with the row's adapter statistics, as one fused multiply-add.
+eval BatchNorm would give with the row's adapter statistics, as one fused multiply-add. A batch on a
+single adapter (the common case, and every batch job) instead runs exactly the operations of the
+training model: peft's LoRA expressions on that adapter's tensors, BatchNorm with its statistics.
 
 The rows of the forward running on this thread are in a context variable (`route`); outside a route
 the hooks do nothing and the backbone is the bare base.
@@ -75,90 +77,78 @@ def _grow(t: torch.Tensor, dim: int, size: int, fill: float = 0.0) -> torch.Tens
 
 
 class BatchedLora:
-    """The LoRA adapters of one Linear or Conv2d layer of a shared base, as a forward hook on it."""
+    """The LoRA adapters of one Linear or Conv2d layer of a shared base, as a forward hook on it.
+
+    A batch on one adapter runs peft's own operations on that adapter's tensors (so it gives what the
+    training model gives, bit for bit where the kernels allow); a batch mixing adapters gathers each
+    row's matrices from the stacks.
+    """
 
     def __init__(self, module: nn.Module, capacity: int) -> None:
-        if isinstance(module, nn.Linear):
-            self.kind = "linear"
-            fan_in, out = module.in_features, module.out_features
-            # (slot, in, rank) and (slot, rank, out): x @ A then @ B, both as batched matmuls.
-            self.a = torch.zeros(capacity, fan_in, 0)
-            self.b = torch.zeros(capacity, 0, out)
-        elif isinstance(module, nn.Conv2d):
-            self.kind = "conv"
-            kh, kw = module.kernel_size
-            self.a = torch.zeros(capacity, 0, module.in_channels, kh, kw)
-            self.b = torch.zeros(capacity, module.out_channels, 0)
-        else:
+        if not isinstance(module, nn.Linear | nn.Conv2d):
             raise TypeError(f"LoRA on {type(module).__name__} layers cannot be served")
         self.module = module
-        weight = module.weight
-        self.a = self.a.to(weight.device, weight.dtype)
-        self.b = self.b.to(weight.device, weight.dtype)
-        self.ranks: dict[int, int] = {}
+        self.kind = "linear" if isinstance(module, nn.Linear) else "conv"
+        dev, dt = module.weight.device, module.weight.dtype
+        if isinstance(module, nn.Linear):
+            # (slot, rank, in) and (slot, out, rank): peft's layouts, stacked.
+            self.a = torch.zeros(capacity, 0, module.in_features, device=dev, dtype=dt)
+            self.b = torch.zeros(capacity, module.out_features, 0, device=dev, dtype=dt)
+        else:
+            kh, kw = module.kernel_size
+            self.a = torch.zeros(capacity, 0, module.in_channels, kh, kw, device=dev, dtype=dt)
+            self.b = torch.zeros(capacity, module.out_channels, 0, device=dev, dtype=dt)  # dense over rank
+        self.scale = torch.zeros(capacity, device=dev, dtype=dt)
+        self.own: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}  # slot -> peft's A, B, scaling
         self.handle = module.register_forward_hook(self._hook)
-
-    @property
-    def rank(self) -> int:
-        return int(self.a.shape[2] if self.kind == "linear" else self.a.shape[1])
 
     def grow(self, capacity: int) -> None:
         self.a = _grow(self.a, 0, capacity)
         self.b = _grow(self.b, 0, capacity)
+        self.scale = _grow(self.scale, 0, capacity)
 
     def set(self, slot: int, a: torch.Tensor, b: torch.Tensor, scaling: float) -> None:
         """Put one adapter's lora_A / lora_B weights (peft's layouts) into `slot`."""
         r = int(a.shape[0])
         dev, dt = self.a.device, self.a.dtype
-        a = a.to(dev, torch.float32)
-        b = b.to(dev, torch.float32) * scaling
-        if self.kind == "linear":
-            self.a = _grow(self.a, 2, r)
-            self.b = _grow(self.b, 1, r)
-            self.a[slot].zero_()
-            self.b[slot].zero_()
-            self.a[slot, :, :r] = a.t().to(dt)
-            self.b[slot, :r, :] = b.t().to(dt)
-        else:
-            conv = self.module
-            assert isinstance(conv, nn.Conv2d)
-            groups, out = conv.groups, conv.out_channels
-            dense = b.reshape(out, -1)
-            if groups > 1:  # a grouped 1x1 conv is a block-diagonal matrix over the rank channels
-                per = r // groups
-                full = dense.new_zeros(out, r)
-                step = out // groups
-                for g in range(groups):
-                    rows = slice(g * step, (g + 1) * step)
-                    full[rows, g * per : (g + 1) * per] = dense[rows]
-                dense = full
-            self.a = _grow(self.a, 1, r)
-            self.b = _grow(self.b, 2, r)
-            self.a[slot].zero_()
-            self.b[slot].zero_()
-            self.a[slot, :r] = a.to(dt)
-            self.b[slot, :, :r] = dense.to(dt)
-        self.ranks[slot] = r
+        a, b = a.to(dev, dt).contiguous(), b.to(dev, dt).contiguous()
+        self.a = _grow(self.a, 1, r)
+        self.b = _grow(self.b, 2, r)
+        self.a[slot].zero_()
+        self.b[slot].zero_()
+        self.a[slot, :r] = a
+        dense = b.reshape(b.shape[0], -1)
+        groups = self.module.groups if isinstance(self.module, nn.Conv2d) else 1
+        if groups > 1:  # a grouped 1x1 conv is a block-diagonal matrix over the rank channels
+            per, step = r // groups, b.shape[0] // groups
+            full = dense.new_zeros(b.shape[0], r)
+            for g in range(groups):
+                rows = slice(g * step, (g + 1) * step)
+                full[rows, g * per : (g + 1) * per] = dense[rows]
+            dense = full
+        self.b[slot, :, :r] = dense
+        self.scale[slot] = scaling
+        self.own[slot] = (a, b, scaling)
 
     def clear(self, slot: int) -> None:
-        if self.ranks.pop(slot, None) is not None:
+        if self.own.pop(slot, None) is not None:
             self.a[slot].zero_()
             self.b[slot].zero_()
+            self.scale[slot] = 0.0
 
     def remove(self) -> None:
         self.handle.remove()
 
     def _hook(self, module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor | None:
         current = _ROUTE.get()
-        if current is None or not self.ranks:
+        if current is None or not self.own:
             return None
         x = args[0]
-        single = current.single
-        if single is not None:
-            r = self.ranks.get(single)
-            if r is None:
+        if current.single is not None:
+            own = self.own.get(current.single)
+            if own is None:
                 return None
-            delta = self._one(x, single, r)
+            delta = self._one(x, *own)
         else:
             if x.shape[0] != current.rows:
                 raise Unbatchable(f"a LoRA layer saw {x.shape[0]} rows in a batch of {current.rows}")
@@ -168,23 +158,25 @@ class BatchedLora:
             return output + delta
         return output.add_(delta)
 
-    def _one(self, x: torch.Tensor, slot: int, r: int) -> torch.Tensor:
-        if self.kind == "linear":
-            return (x @ self.a[slot, :, :r].to(x.dtype)) @ self.b[slot, :r, :].to(x.dtype)
+    def _one(self, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float) -> torch.Tensor:
+        """peft's `lora_B(lora_A(x)) * scaling`, the same operations on the same tensors."""
+        a, b = a.to(x.dtype), b.to(x.dtype)
+        if isinstance(self.module, nn.Linear):
+            return F.linear(F.linear(x, a), b) * scaling
         conv = self.module
-        assert isinstance(conv, nn.Conv2d)
-        h = F.conv2d(x, self.a[slot, :r].to(x.dtype), None, conv.stride, conv.padding)
-        return F.conv2d(h, self.b[slot, :, :r, None, None].to(x.dtype))
+        h = F.conv2d(x, a, None, conv.stride, conv.padding)
+        return F.conv2d(h, b, None, 1, 0, 1, conv.groups) * scaling
 
     def _mixed(self, x: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         a = self.a.index_select(0, slots).to(x.dtype)
         b = self.b.index_select(0, slots).to(x.dtype)
-        if self.kind == "linear":
+        scale = self.scale.index_select(0, slots).to(x.dtype).view(n, 1, 1)
+        if isinstance(self.module, nn.Linear):
             rows = x.reshape(n, -1, x.shape[-1])
-            return torch.bmm(torch.bmm(rows, a), b).reshape(*x.shape[:-1], b.shape[-1])
+            h = torch.bmm(rows, a.transpose(1, 2))
+            return (torch.bmm(h, b.transpose(1, 2)) * scale).reshape(*x.shape[:-1], b.shape[1])
         conv = self.module
-        assert isinstance(conv, nn.Conv2d)
         c, height, width = x.shape[1:]
         r = a.shape[1]
         # Each row convolved with its own A: one grouped convolution with the rows as groups.
@@ -198,62 +190,77 @@ class BatchedLora:
             n,
         )
         out_h, out_w = h.shape[-2:]
-        return torch.bmm(b, h.reshape(n, r, -1)).reshape(n, b.shape[1], out_h, out_w)
+        return (torch.bmm(b, h.reshape(n, r, -1)) * scale).reshape(n, b.shape[1], out_h, out_w)
 
 
 class NormShift:
-    """Per-adapter running statistics of one eval BatchNorm of a shared base, as a forward pre-hook.
+    """Per-adapter running statistics of one eval BatchNorm of a shared base, as forward hooks on it.
 
-    Eval BatchNorm is (x - m) / sqrt(v + eps) * w + b; feeding x' = x * c + d with
-    c = sqrt((v0 + eps) / (va + eps)) and d = m0 - ma * c gives the adapter's (ma, va) result for any
-    w, b, and keeps any activation fused after the norm.
+    A batch on one adapter runs the BatchNorm with that adapter's statistics swapped in (what the
+    training model computes). A mixed batch feeds x' = x * c + d with c = sqrt((v0 + eps) / (va + eps))
+    and d = m0 - ma * c: eval BatchNorm, (x - m) / sqrt(v + eps) * w + b, then gives each row its
+    adapter's (ma, va) result for any w, b, and keeps any activation fused after the norm.
     """
 
     def __init__(self, module: nn.modules.batchnorm._BatchNorm, capacity: int) -> None:
-        assert module.running_mean is not None
+        assert module.running_mean is not None and module.running_var is not None
         self.module = module
+        self.base = (module.running_mean, module.running_var)
         channels = module.running_mean.shape[0]
         dev = module.running_mean.device
         self.scale = torch.ones(capacity, channels, device=dev)
         self.shift = torch.zeros(capacity, channels, device=dev)
-        self.slots: set[int] = set()
-        self.handle = module.register_forward_pre_hook(self._hook)
+        self.stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.swapped = False
+        self.handles = [
+            module.register_forward_pre_hook(self._before),
+            module.register_forward_hook(self._after),
+        ]
 
     def grow(self, capacity: int) -> None:
         self.scale = _grow(self.scale, 0, capacity, 1.0)
         self.shift = _grow(self.shift, 0, capacity, 0.0)
 
     def set(self, slot: int, mean: torch.Tensor, var: torch.Tensor) -> None:
-        bn = self.module
-        assert bn.running_mean is not None and bn.running_var is not None
-        m0, v0 = bn.running_mean.float(), bn.running_var.float()
-        mean, var = mean.to(m0.device, torch.float32), var.to(m0.device, torch.float32)
-        scale = torch.sqrt((v0 + bn.eps) / (var + bn.eps))
+        m0, v0 = self.base
+        eps = self.module.eps
+        mean, var = mean.to(m0.device, m0.dtype), var.to(v0.device, v0.dtype)
+        scale = torch.sqrt((v0.float() + eps) / (var.float() + eps))
         self.scale[slot] = scale
-        self.shift[slot] = m0 - mean * scale
-        self.slots.add(slot)
+        self.shift[slot] = m0.float() - mean.float() * scale
+        self.stats[slot] = (mean, var)
 
     def clear(self, slot: int) -> None:
-        if slot in self.slots:
-            self.slots.discard(slot)
+        if self.stats.pop(slot, None) is not None:
             self.scale[slot] = 1.0
             self.shift[slot] = 0.0
 
     def remove(self) -> None:
-        self.handle.remove()
+        self.restore()
+        for handle in self.handles:
+            handle.remove()
 
-    def _hook(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[torch.Tensor] | None:
+    def restore(self) -> None:
+        """Put the base's statistics back (after a forward that failed half way, say)."""
+        if self.swapped:
+            self.module.running_mean, self.module.running_var = self.base
+            self.swapped = False
+
+    def _before(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[torch.Tensor] | None:
         current = _ROUTE.get()
-        if current is None or not self.slots:
+        if current is None or not self.stats:
+            return None
+        if current.single is not None:
+            stats = self.stats.get(current.single)
+            if stats is not None:
+                self.module.running_mean, self.module.running_var = stats
+                self.swapped = True
             return None
         x = args[0]
         shape = (-1, x.shape[1]) + (1,) * (x.ndim - 2)
-        if current.single is not None:
-            if current.single not in self.slots:
-                return None
-            scale = self.scale[current.single].to(x.dtype).view(shape)
-            shift = self.shift[current.single].to(x.dtype).view(shape)
-        else:
-            scale = self.scale.index_select(0, current.slots).to(x.dtype).view(shape)
-            shift = self.shift.index_select(0, current.slots).to(x.dtype).view(shape)
+        scale = self.scale.index_select(0, current.slots).to(x.dtype).view(shape)
+        shift = self.shift.index_select(0, current.slots).to(x.dtype).view(shape)
         return (torch.addcmul(shift, x, scale),)
+
+    def _after(self, module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
+        self.restore()

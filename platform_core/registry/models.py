@@ -31,7 +31,7 @@ class ModelVersion(TimestampMixin, Base):
     number: Mapped[int] = mapped_column(Integer)
     job_id: Mapped[str | None] = mapped_column(ForeignKey("fine_tuning_jobs.id", ondelete="SET NULL"))
     epoch: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16))  # ready | archived
+    status: Mapped[str] = mapped_column(String(16))  # evaluating | ready | archived
     manifest: Mapped[dict[str, Any]]
     prefix: Mapped[str] = mapped_column(String(300))  # the version's objects: adapter + manifest.json
     adapter_sha256: Mapped[str] = mapped_column(String(64))

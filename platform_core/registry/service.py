@@ -33,6 +33,7 @@ REF = re.compile(
     r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_\-]{0,99})(?::(?P<number>\d+)|@(?P<alias>[a-z][a-z0-9_\-]*))?$"
 )
 INFER_TASK = "infer.batch_predictions"
+EVALUATE_TASK = "infer.evaluate_version"
 
 
 # --- promotion --------------------------------------------------------------------------------
@@ -74,7 +75,8 @@ def promote(
         data = store.get_bytes(f"{ckpt.object_prefix}/adapter.safetensors")
         if hashlib.sha256(data).hexdigest() != ckpt.sha256:
             raise Conflict(f"the checkpoint of epoch {epoch} no longer matches its recorded sha256")
-        thresholds, test_metrics = {}, None  # thresholds and test metrics exist for the best epoch only
+        # Training evaluated its best epoch only: the infer worker evaluates this one (EVALUATE_TASK).
+        thresholds, test_metrics = {}, None
     labels = list(job.labels)
     thresholds = {label: float(thresholds.get(label, 0.5)) for label in labels}
     adapter_sha = hashlib.sha256(data).hexdigest()
@@ -125,6 +127,9 @@ def promote(
         "task": "binary" if len(labels) == 1 else "multilabel",
         "preprocessing": prep.to_dict(),
         "thresholds": thresholds,
+        # "validation": Youden's J on the validation split; "pending": being evaluated (the version does
+        # not serve yet); "default": 0.5, when the epoch could not be evaluated (see "evaluation").
+        "thresholds_source": "validation" if epoch == best_epoch else "pending",
         "test_metrics": test_metrics,
         "job_id": job.id,
         "epoch": epoch,
@@ -144,7 +149,7 @@ def promote(
         number=number,
         job_id=job.id,
         epoch=epoch,
-        status="ready",
+        status="ready" if epoch == best_epoch else "evaluating",
         manifest=manifest,
         prefix=prefix,
         adapter_sha256=adapter_sha,
@@ -152,6 +157,8 @@ def promote(
     )
     session.add(version)
     session.flush()
+    if version.status == "evaluating":
+        outbox.enqueue(session, EVALUATE_TASK, version.id, queue="infer")
     if tracking_uri:
         from platform_core.registry.tracking import register_version
 
@@ -243,10 +250,18 @@ def resolve(
             q = select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.status == "ready")
             latest = session.scalar(q.order_by(ModelVersion.number.desc()).limit(1))
             if latest is None:
+                if any(v.status == "evaluating" for v in list_versions(session, model)):
+                    raise Conflict(f"no version of model '{model.name}' serves yet: being evaluated")
                 raise Gone(f"every version of model '{model.name}' is archived", param="model")
             version = latest
     if serving and version.status == "archived":
         raise Gone(f"version {model.name}:{version.number} is archived and no longer serves", param="model")
+    if serving and version.status == "evaluating":
+        raise Conflict(
+            f"version {model.name}:{version.number} is being evaluated (decision thresholds on validation, "
+            "test metrics); it serves once that is done",
+            param="model",
+        )
     return model, version
 
 

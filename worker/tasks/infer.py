@@ -1,4 +1,5 @@
-"""Inference tasks on the `infer` queue: batch predictions over a dataset split."""
+"""Inference tasks on the `infer` queue: batch predictions over a dataset split; evaluating a version
+promoted from a non-best epoch."""
 
 from __future__ import annotations
 
@@ -12,3 +13,11 @@ def batch_predictions(batch_id: str) -> str:
 
     ctx = context()
     return batch.run(ctx.sessions, ctx.store, ctx.settings, batch_id)
+
+
+@celery_app.task(name="infer.evaluate_version")
+def evaluate_version(version_id: str) -> str:
+    from platform_core.registry import evaluate
+
+    ctx = context()
+    return evaluate.run(ctx.sessions, ctx.store, ctx.settings, version_id)
