@@ -49,7 +49,7 @@ from platform_core.training.data import (  # noqa: E402
     make_loader,
 )
 from platform_core.training.loop import EpochResult, LoopConfig, Trainer  # noqa: E402
-from platform_core.training.models import MethodConfig, build_model, train_mode  # noqa: E402
+from platform_core.training.models import MethodConfig, build_model  # noqa: E402
 from platform_core.training.tracking import MlflowTracker  # noqa: E402
 from platform_core.training.weights import ResolvedWeights  # noqa: E402
 
@@ -285,7 +285,7 @@ def main() -> None:
     paired: list[tuple[float, float, float]] = []
     medtune, epoch_wall = [], []
     for rep in range(args.reps):
-        train_mode(trainer.model)
+        trainer.model.train()
         trainer.scheduler = None
         batches = iter(make_loader(train_ds, args.batch, True, 100 + rep, args.threads, pin))
         naive_batches = iter(naive_loader)

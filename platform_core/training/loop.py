@@ -19,7 +19,7 @@ from torch import nn
 from platform_core.training import metrics as M
 from platform_core.training.checkpoints import Checkpoint, rng_state, set_rng_state
 from platform_core.training.data import Normalize
-from platform_core.training.models import load_trainable_state, train_mode, trainable_state
+from platform_core.training.models import load_trainable_state, trainable_state
 
 log = logging.getLogger("medtune.training")
 
@@ -181,7 +181,7 @@ class Trainer:
             count += len(y)
             probs.append(torch.sigmoid(logits).cpu().numpy())
             labels.append(y.numpy())
-        train_mode(self.model)
+        self.model.train()
         return np.concatenate(labels), np.concatenate(probs), total / max(count, 1)
 
     def fit(
@@ -213,7 +213,7 @@ class Trainer:
             best_value, best_epoch, bad_epochs = loop["best_value"], loop["best_epoch"], loop["bad_epochs"]
             history = list(loop.get("history", []))
             start_epoch = resume.epoch + 1
-        train_mode(self.model)
+        self.model.train()
         for epoch in range(start_epoch, cfg.epochs + 1):
             # The shuffle order depends on (seed, epoch) only, so a resumed run sees the same batches.
             if train_loader.generator is not None:

@@ -162,22 +162,6 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> No
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 
-def train_mode(model: nn.Module) -> None:
-    """model.train(), except frozen normalisation layers, which keep their statistics (eval mode).
-
-    Under LoRA or a linear probe the backbone is fixed, so its BatchNorm layers must normalise with
-    the same statistics in training and evaluation. Left in train mode they would drift with each
-    small batch and evaluate with running estimates the classifier never trained against (on a
-    random-weight ResNet under LoRA that inverted the validation ranking).
-    """
-    model.train()
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
-            p.requires_grad for p in m.parameters(recurse=False)
-        ):
-            m.eval()
-
-
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

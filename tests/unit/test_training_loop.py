@@ -25,13 +25,7 @@ from platform_core.training.data import (
     positive_weights,
 )
 from platform_core.training.loop import EpochResult, LoopConfig, Trainer, resolve_precision
-from platform_core.training.models import (
-    MethodConfig,
-    build_model,
-    load_trainable_state,
-    train_mode,
-    trainable_state,
-)
+from platform_core.training.models import MethodConfig, build_model, load_trainable_state, trainable_state
 from platform_core.training.weights import ResolvedWeights
 
 SIZE = 32
@@ -121,21 +115,6 @@ def test_batches_come_from_threads_in_order_and_depend_on_the_seed_only(store: L
     next(batches)
     batches.close()  # a cancel mid-epoch: no thread stays behind
     assert not [t for t in threading.enumerate() if t.name.startswith("medtune-batches")]
-
-
-def test_frozen_batchnorm_keeps_its_statistics_under_lora() -> None:
-    model = build_model(catalog.get("test_resnet"), 1, MethodConfig("lora", r=4), RANDOM, image_size=SIZE)
-    train_mode(model)
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert norms and not any(m.training for m in norms)
-    stats = norms[0].running_mean
-    assert stats is not None
-    before = stats.clone()
-    model(torch.rand(4, 3, SIZE, SIZE))
-    assert torch.equal(stats, before)
-    full = build_model(catalog.get("test_resnet"), 1, MethodConfig("full"), RANDOM, image_size=SIZE)
-    train_mode(full)
-    assert all(m.training for m in full.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
 def test_lora_learns_and_checkpoints_every_epoch(store: LocalStore) -> None:
