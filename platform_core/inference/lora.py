@@ -144,19 +144,16 @@ class BatchedLora:
         if current is None or not self.own:
             return None
         x = args[0]
-        if current.single is not None:
-            own = self.own.get(current.single)
-            if own is None:
-                return None
-            delta = self._one(x, *own)
-        else:
+        grad = torch.is_grad_enabled() and (output.requires_grad or x.requires_grad)
+        if current.single is None:
             if x.shape[0] != current.rows:
                 raise Unbatchable(f"a LoRA layer saw {x.shape[0]} rows in a batch of {current.rows}")
-            delta = self._mixed(x, current.slots)
-        delta = delta.to(output.dtype)
-        if torch.is_grad_enabled() and (output.requires_grad or delta.requires_grad):
-            return output + delta
-        return output.add_(delta)
+            return self._mixed(x, current.slots, output, grad)
+        own = self.own.get(current.single)
+        if own is None:
+            return None
+        delta = self._one(x, *own).to(output.dtype)
+        return output + delta if grad else output.add_(delta)
 
     def _one(self, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float) -> torch.Tensor:
         """peft's `lora_B(lora_A(x)) * scaling`, the same operations on the same tensors."""
@@ -167,30 +164,39 @@ class BatchedLora:
         h = F.conv2d(x, a, None, conv.stride, conv.padding)
         return F.conv2d(h, b, None, 1, 0, 1, conv.groups) * scaling
 
-    def _mixed(self, x: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    def _mixed(self, x: torch.Tensor, slots: torch.Tensor, output: torch.Tensor, grad: bool) -> torch.Tensor:
+        """output + each row's B @ (A @ x) * scaling; the scaling goes on the small rank-r activations
+        and the sum into `output` in place (one batched matmul-add), unless autograd needs the graph."""
         n = x.shape[0]
         a = self.a.index_select(0, slots).to(x.dtype)
-        b = self.b.index_select(0, slots).to(x.dtype)
+        b = self.b.index_select(0, slots).to(output.dtype)
         scale = self.scale.index_select(0, slots).to(x.dtype).view(n, 1, 1)
         if isinstance(self.module, nn.Linear):
-            rows = x.reshape(n, -1, x.shape[-1])
-            h = torch.bmm(rows, a.transpose(1, 2))
-            return (torch.bmm(h, b.transpose(1, 2)) * scale).reshape(*x.shape[:-1], b.shape[1])
-        conv = self.module
-        c, height, width = x.shape[1:]
-        r = a.shape[1]
-        # Each row convolved with its own A: one grouped convolution with the rows as groups.
-        h = F.conv2d(
-            x.reshape(1, n * c, height, width),
-            a.reshape(n * r, *a.shape[2:]),
-            None,
-            conv.stride,
-            conv.padding,
-            1,
-            n,
-        )
-        out_h, out_w = h.shape[-2:]
-        return (torch.bmm(b, h.reshape(n, r, -1)) * scale).reshape(n, b.shape[1], out_h, out_w)
+            h = torch.bmm(x.reshape(n, -1, x.shape[-1]), a.transpose(1, 2)) * scale  # (n, tokens, r)
+            left, right = h, b.transpose(1, 2)  # output (n, tokens, out) += h @ B^T
+            flat = output.view(n, -1, output.shape[-1]) if output.is_contiguous() else None
+        else:
+            conv = self.module
+            c, height, width = x.shape[1:]
+            r = a.shape[1]
+            # Each row convolved with its own A: one grouped convolution with the rows as groups.
+            h = F.conv2d(
+                x.reshape(1, n * c, height, width),
+                a.reshape(n * r, *a.shape[2:]),
+                None,
+                conv.stride,
+                conv.padding,
+                1,
+                n,
+            )
+            h = h.reshape(n, r, -1) * scale  # (n, r, pixels)
+            left, right = b, h  # output (n, out, pixels) += B @ h
+            flat = output.view(n, output.shape[1], -1) if output.is_contiguous() else None
+        left, right = left.to(output.dtype), right.to(output.dtype)
+        if flat is None or grad:
+            return output + torch.bmm(left, right).reshape(output.shape)
+        flat.baddbmm_(left, right)
+        return output
 
 
 class NormShift:
