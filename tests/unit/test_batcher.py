@@ -110,7 +110,7 @@ def test_a_failing_batch_fails_each_of_its_items_and_the_batcher_goes_on() -> No
 
 
 def test_a_wrong_number_of_results_is_an_error() -> None:
-    batcher = MicroBatcher(lambda items: items[:-1], window_ms=0, max_batch=8)
+    batcher: MicroBatcher[int, int] = MicroBatcher(lambda items: items[:-1], window_ms=0, max_batch=8)
     try:
         futures = batcher.submit_many([1, 2])
         with pytest.raises(RuntimeError, match="1 results for 2 items"):
