@@ -6,8 +6,9 @@ base model, bounds the throughput. Here every adapter loaded on a base owns a sl
 adapter" and holds zeros); each target layer keeps its adapters' A and B matrices in tensors indexed
 by slot, and a forward hook adds the LoRA delta of all rows at once: a gather of each row's matrices
 and two batched matmuls for Linear layers, a grouped convolution and a batched matmul for Conv2d. The
-cost of a batch does not depend on how many adapters it mixes. The scaling alpha/r is folded into B;
-ranks may differ between adapters (padded with zeros, which add nothing).
+cost of a batch does not depend on how many adapters it mixes. The scaling alpha/r multiplies the small
+rank-r activations and the delta is added into the layer's output in place; ranks may differ between
+adapters (padded with zeros, which add nothing).
 
 BatchNorm statistics per adapter (CNNs) sit in stacks too: a batch mixing adapters runs each BatchNorm
 once with its rows folded into the channels and each row's statistics; a batch on a single adapter runs
