@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     stale_job_check_s: float = 60.0
 
     adapter_cache_size: int = 16
+    # bf16 autocast for serving where the hardware has it (CUDA bf16, AVX-512 BF16/AMX): 1.9-2.5x faster
+    # on ViT-S/ResNet-50 here, probabilities within ~0.003 of fp32. Off: answers stay fp32-exact.
+    inference_bf16: bool = False
     batch_window_ms: float = 5.0
     max_batch_size: int = 32
 

@@ -485,10 +485,10 @@ _ENGINE: Engine | None = None
 _ENGINE_LOCK = threading.Lock()
 
 
-def get_engine(cache_size: int, window_ms: float, max_batch: int) -> Engine:
+def get_engine(cache_size: int, window_ms: float, max_batch: int, bf16: bool = False) -> Engine:
     """The one engine of this process (API server or worker)."""
     global _ENGINE
     with _ENGINE_LOCK:
         if _ENGINE is None:
-            _ENGINE = Engine(cache_size, window_ms, max_batch)
+            _ENGINE = Engine(cache_size, window_ms, max_batch, bf16=bf16)
         return _ENGINE

@@ -26,7 +26,12 @@ ADAPTER_FILE = "adapter_model.safetensors"
 def engine(settings: Settings) -> Engine:
     from platform_core.inference.loader import get_engine
 
-    return get_engine(settings.adapter_cache_size, settings.batch_window_ms, settings.max_batch_size)
+    return get_engine(
+        settings.adapter_cache_size,
+        settings.batch_window_ms,
+        settings.max_batch_size,
+        settings.inference_bf16,
+    )
 
 
 def base_sha(manifest: dict[str, Any]) -> str:
