@@ -19,7 +19,7 @@ from api.pagination import Page
 from api.state import AppState
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
-from platform_core.errors import Invalid, UnsupportedMediaType
+from platform_core.errors import Gone, Invalid, UnsupportedMediaType
 from platform_core.inference import serving
 from platform_core.registry import service
 from platform_core.registry.models import ModelVersion, RegisteredModel
@@ -101,8 +101,14 @@ def list_models(
 @router.get("/{ref}")
 def get_model(ref: str, session: SessionDep, principal: Reader) -> ModelDetail:
     """A model by name (with the version `name` serves), or one version by `name:N` / `name@alias`."""
-    model, version = service.resolve(session, principal.project_id, ref, serving=False)
-    serving_version = version if version.status == "ready" else None
+    try:
+        model, version = service.resolve(session, principal.project_id, ref, serving=False)
+    except Gone:
+        if ":" in ref or "@" in ref:
+            raise
+        # A model whose versions are all archived still exists; it just serves nothing.
+        model, version = service.get_model(session, principal.project_id, ref), None
+    serving_version = version if version is not None and version.status == "ready" else None
     return ModelDetail(
         **_model_out(session, model).model_dump(),
         serving=_version_out(session, model, serving_version) if serving_version else None,

@@ -386,6 +386,12 @@ def test_alias_gate_and_archive(env: Env) -> None:
         == 1
     )
     assert env.client.get("/v1/models/cxr-e/versions/2", headers=env.headers).json()["status"] == "archived"
+    # With every version archived the model still reads (nothing serving); predicting by name is 410.
+    assert env.client.delete("/v1/models/cxr-e/versions/1", headers=env.headers).status_code == 200
+    r = env.client.get("/v1/models/cxr-e", headers=env.headers)
+    assert r.status_code == 200 and r.json()["serving"] is None
+    r = env.client.post("/v1/models/cxr-e/predict", headers=dicom_headers, content=dicom)
+    assert r.status_code == 410 and r.json()["error"]["type"] == "gone_error"
 
 
 def test_bad_input_answers_in_the_error_shape(env: Env) -> None:
