@@ -132,6 +132,14 @@ def create_group(body: JobGroupCreate, session: SessionDep, principal: Writer, a
     return service.group_out(session, principal.project_id, group.id)
 
 
+@router.get("/job-groups")
+def list_groups(
+    session: SessionDep, principal: Reader, limit: Limit = 20, after: str | None = None
+) -> Page[GroupOut]:
+    groups = service.list_groups(session, principal.project_id, limit + 1, after)
+    return Page.build(groups, limit)
+
+
 @router.get("/job-groups/{group_id}")
 def get_group(group_id: str, session: SessionDep, principal: Reader) -> GroupOut:
     """The group's jobs and, over those that succeeded, mean, SD and 95% CI of each test metric."""

@@ -404,6 +404,9 @@ def test_group_reports_mean_sd_and_ci_over_seeds(fs: Stack) -> None:
     assert auroc["ci95"][0] <= auroc["mean"] <= auroc["ci95"][1]
     assert {j["split"]["seed"] for j in done["jobs"]} == {11, 12}
     assert len({j["split"]["sha256"] for j in done["jobs"]}) == 2
+    listed = fs.client.get("/v1/fine-tuning/job-groups?limit=100", headers=fs.headers).json()
+    assert group["id"] in [g["id"] for g in listed["data"]]
+    assert next(g for g in listed["data"] if g["id"] == group["id"])["summary"] == done["summary"]
 
 
 # --- without a worker --------------------------------------------------------------------------------

@@ -35,6 +35,13 @@ def group_jobs(session: Session, group_id: str) -> Sequence[Job]:
     return session.scalars(select(Job).where(Job.group_id == group_id).order_by(Job.id)).all()
 
 
+def list_groups(session: Session, project_id: str, limit: int, after: str | None) -> Sequence[JobGroup]:
+    q = select(JobGroup).where(JobGroup.project_id == project_id)
+    if after:
+        q = q.where(JobGroup.id < after)
+    return session.scalars(q.order_by(JobGroup.id.desc()).limit(limit)).all()
+
+
 def get_group(session: Session, group_id: str, project_id: str) -> JobGroup:
     group = session.scalar(select(JobGroup).where(JobGroup.id == group_id, JobGroup.project_id == project_id))
     if group is None:

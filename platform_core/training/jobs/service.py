@@ -440,6 +440,10 @@ def checkpoint_out(c: JobCheckpoint) -> CheckpointOut:
     )
 
 
+def list_groups(session: Session, project_id: str, limit: int, after: str | None) -> list[GroupOut]:
+    return [group_out(session, project_id, g.id) for g in repo.list_groups(session, project_id, limit, after)]
+
+
 def group_out(session: Session, project_id: str, group_id: str) -> GroupOut:
     group = repo.get_group(session, group_id, project_id)
     jobs = list(repo.group_jobs(session, group.id))
