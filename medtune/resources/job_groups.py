@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from medtune.models import Dataset, JobGroup
+from medtune.pagination import AsyncPage, Page
 from medtune.resources._base import AsyncResource, SyncResource, id_of
 from medtune.resources.jobs import job_body
 
@@ -29,6 +30,10 @@ class JobGroups(SyncResource):
     ) -> JobGroup:
         """One job per split seed, with the same job fields as `jobs.create`."""
         return self._client.post(GROUPS, JobGroup, json=_body(dataset, base_model, split_seeds, fields))
+
+    def list(self, *, limit: int | None = None, after: str | None = None) -> Page[JobGroup]:
+        """The project's seed sweeps, newest first; iterating the page walks the following pages."""
+        return self._client.page(GROUPS, JobGroup, {"limit": limit, "after": after})
 
     def get(self, group: str | JobGroup) -> JobGroup:
         """The group's jobs and, over those that succeeded, `summary.metrics[test_auroc]` (and the other
@@ -54,6 +59,9 @@ class AsyncJobGroups(AsyncResource):
         self, dataset: str | Dataset, base_model: str, split_seeds: list[int], **fields: Any
     ) -> JobGroup:
         return await self._client.post(GROUPS, JobGroup, json=_body(dataset, base_model, split_seeds, fields))
+
+    async def list(self, *, limit: int | None = None, after: str | None = None) -> AsyncPage[JobGroup]:
+        return await self._client.page(GROUPS, JobGroup, {"limit": limit, "after": after})
 
     async def get(self, group: str | JobGroup) -> JobGroup:
         return await self._client.get(f"{GROUPS}/{id_of(group)}", JobGroup)

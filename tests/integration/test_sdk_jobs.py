@@ -252,6 +252,7 @@ def test_seed_sweep_on_registered_weights(
     assert done.status == "succeeded", ([j.error for j in done.jobs], live.worker_log())
     assert {j.split["seed"] for j in done.jobs if j.split} == {11, 12}
     assert all(j.group_id == group.id and j.weights_sha256 == entry.sha256 for j in done.jobs)
+    assert group.id in [g.id for g in client.job_groups.list()]
 
     aurocs = [j.result["macro"]["auroc"] for j in done.jobs if j.result]
     summary = done.metric("test_auroc")
