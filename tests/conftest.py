@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from platform_core.config import Settings
 from platform_core.db.migrate import upgrade
 from platform_core.db.outbox import TaskMessage
 from platform_core.db.session import make_engine
-from tests.services import PG_ADMIN_URL, REDIS_URL, free_port, unavailable, wait_for
+from tests.services import REDIS_URL, create_pg_database, drop_pg_database, free_port, unavailable, wait_for
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
@@ -25,32 +25,12 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 # --- databases ------------------------------------------------------------------------------
 
 
-def _create_pg_database() -> str:
-    name = f"medtune_test_{secrets.token_hex(4)}"
-    try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-    except Exception as exc:
-        unavailable("PostgreSQL", exc)
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def _drop_pg_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
-    url = _create_pg_database()
+    url = create_pg_database()
     upgrade(url)
     yield url
-    _drop_pg_database(url)
+    drop_pg_database(url)
 
 
 @pytest.fixture(scope="session")

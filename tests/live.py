@@ -12,10 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-
 from platform_core.config import Settings
-from tests.services import PG_ADMIN_URL, WorkerProcess, free_port, unavailable, wait_for
+from tests.services import WorkerProcess, create_pg_database, drop_pg_database, free_port, wait_for
 
 
 @dataclass
@@ -32,25 +30,6 @@ class Live:
 
     def worker_log(self) -> str:
         return self.worker.output()[-4000:] if self.worker else ""
-
-
-def create_database() -> str:
-    name = f"medtune_live_{secrets.token_hex(4)}"
-    try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-    except Exception as exc:
-        unavailable("PostgreSQL", exc)
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def drop_database(url: str) -> None:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def make_key(settings: Settings, project: str) -> tuple[str, str]:
@@ -76,7 +55,7 @@ def live_platform(
     from api.app import create_app
     from platform_core.db.migrate import upgrade
 
-    db_url = create_database()
+    db_url = create_pg_database("medtune_live")
     env = {
         "MEDTUNE_DATA_DIR": str(data_dir),
         "MEDTUNE_DATABASE_URL": db_url,
@@ -106,7 +85,7 @@ def live_platform(
             thread.join(timeout=30)
         if proc is not None:
             proc.stop(signal.SIGQUIT)  # cold shutdown: a warm one waits out a running task, for nothing
-        drop_database(db_url)
+        drop_pg_database(db_url)
 
 
 def sample_files(folder: Path, patients: int = 6, size: int = 64) -> tuple[list[Path], Path]:
