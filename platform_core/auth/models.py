@@ -41,3 +41,5 @@ class AuditEvent(TimestampMixin, Base):
     resource_type: Mapped[str] = mapped_column(String(40))
     resource_id: Mapped[str | None] = mapped_column(String(80))
     request_id: Mapped[str | None] = mapped_column(String(64))
+    # Counts and pseudonyms only (an erasure's), never a value from a request.
+    details: Mapped[dict[str, Any] | None] = mapped_column(default=None)

@@ -5,9 +5,10 @@ Nothing here holds an identifier: keys are HMACs, UIDs and patient ids are pseud
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from platform_core.db.base import Base, TimestampMixin
@@ -24,6 +25,8 @@ class Dataset(TimestampMixin, Base):
     options: Mapped[dict[str, Any]]
     # Uploads of an instance already stored; counted here because a duplicate gets no row of its own.
     duplicate_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set by DELETE /v1/datasets/{id}: the row stays so jobs and versions trained on it keep their record.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
 class Study(TimestampMixin, Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from platform_core.db.base import Base, TimestampMixin
@@ -38,6 +38,8 @@ class ModelVersion(TimestampMixin, Base):
     test_auroc: Mapped[float | None] = mapped_column(Float)
     mlflow_version: Mapped[str | None] = mapped_column(String(32))
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Trained on images erased since (platform_core.erasure): no alias may point at it.
+    data_erased: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ModelAlias(TimestampMixin, Base):

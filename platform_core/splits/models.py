@@ -31,6 +31,8 @@ class DatasetVersion(TimestampMixin, Base):
     image_count: Mapped[int] = mapped_column(Integer)
     study_count: Mapped[int] = mapped_column(Integer)
     patient_count: Mapped[int] = mapped_column(Integer)
+    # Images of this version removed by an erasure since it was frozen (their rows are gone too).
+    erased_members: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class DatasetVersionImage(Base):
@@ -65,6 +67,8 @@ class Split(TimestampMixin, Base):
     algorithm: Mapped[str] = mapped_column(String(32))
     sha256: Mapped[str] = mapped_column(String(64))
     counts: Mapped[dict[str, Any]]
+    # Images of this manifest removed by an erasure; sha256 stays the hash of the manifest as made.
+    erased_members: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     def fractions_text(self) -> tuple[str, str, str]:
         if self.fractions is None:
