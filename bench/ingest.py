@@ -141,7 +141,7 @@ def run_pipeline(corpus: Path, work: Path, batch: int) -> dict[str, Any]:
     from platform_core.db.session import make_engine, make_sessionmaker
     from tests.services import free_port
 
-    secret = "bench-" + secrets.token_hex(8)
+    secret = "bench-" + secrets.token_hex(16)
     env = {**os.environ, "MEDTUNE_DATA_DIR": str(work), "MEDTUNE_DEID_SECRET": secret}
     settings = Settings(data_dir=work, deid_secret=env["MEDTUNE_DEID_SECRET"])
     upgrade(settings.db_url)

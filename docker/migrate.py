@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine, text
 
-from platform_core.config import get_settings
+from platform_core.config import check_or_exit, get_settings
 from platform_core.db.migrate import upgrade
 
 # Any constant works; every replica must use the same one. 0x6d74 is "mt".
@@ -14,7 +14,7 @@ MIGRATION_LOCK = 0x6D74_0001
 def main() -> None:
     settings = get_settings()
     # Fail before touching the schema when the deployment would pseudonymise with a default secret.
-    settings.check_startup()
+    check_or_exit(settings)
     url = settings.db_url
     if not url.startswith("postgresql"):
         upgrade(url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET = "change-me"
 SECRET_FILE = "deid-secret"
+# HMAC-SHA256 keys shorter than its 32-byte output weaken every pseudonym; an empty one (an unfilled
+# copy of .env.example) lets anyone recompute them.
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -44,7 +48,23 @@ class Settings(BaseSettings):
     max_request_bytes: int = 4 * 1024**3
     max_zip_uncompressed_bytes: int = 8 * 1024**3
     max_zip_ratio: float = 200.0
+    # Caps checked before the work they bound (platform_core.dicom.read.Caps): the bytes a Deflated
+    # Explicit VR file may inflate to (unset: max_upload_bytes), Rows x Columns x frames x samples of
+    # any image (a large CR or mammogram is under 25 Mpx), members per zip, images per predict request.
+    max_inflated_bytes: int | None = Field(default=None, ge=1)
+    max_pixels: int = Field(default=64_000_000, ge=1)
+    max_zip_members: int = Field(default=50_000, ge=1)
+    max_predict_instances: int = Field(default=64, ge=1, le=256)  # 256: PredictJson's own ceiling
+    # Parts per multipart body (/files, STOW-RS): past it the body is refused with 413, counted as the
+    # parts begin, so a body of many tiny parts costs no memory or work beyond the cap.
+    max_multipart_parts: int = Field(default=10_000, ge=1)
     cors_origins: list[str] = Field(default_factory=list)
+    # Per API key, per API process: predictions running at once and event streams open at once; past
+    # either the API answers 429 with Retry-After. An open stream re-reads its key this often (seconds)
+    # and ends once the key is revoked or its project deleted.
+    max_concurrent_predictions_per_key: int = Field(default=4, ge=1)
+    max_streams_per_key: int = Field(default=20, ge=1)
+    stream_key_recheck_s: float = Field(default=30.0, gt=0, le=30)
 
     # How often the beat looks for running jobs whose worker stopped beating (and requeues them).
     stale_job_check_s: float = 60.0
@@ -84,7 +104,7 @@ class Settings(BaseSettings):
     def resolved_secret(self) -> str:
         """The de-identification secret; embedded mode makes one once and keeps it (0600)."""
         if self.deid_secret != DEFAULT_SECRET:
-            return self.deid_secret
+            return _long_enough(self.deid_secret, "MEDTUNE_DEID_SECRET")
         if self.env == "production":
             raise RuntimeError(
                 "MEDTUNE_DEID_SECRET must be set to a private value in production "
@@ -96,11 +116,29 @@ class Settings(BaseSettings):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))
-        return path.read_text().strip()
+        return _long_enough(path.read_text().strip(), str(path))
 
     def check_startup(self) -> None:
         """Refuse to run a deployment that would pseudonymise with a default secret."""
         self.resolved_secret()
+
+
+def _long_enough(secret: str, source: str) -> str:
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise RuntimeError(
+            f"the de-identification secret from {source} is {'empty' if not secret else 'too short'}: "
+            f"it needs at least {MIN_SECRET_BYTES} bytes (make one with `openssl rand -hex 32`)"
+        )
+    return secret
+
+
+def check_or_exit(settings: Settings | None = None) -> None:
+    """For process entry points: a settings problem ends the process with its message, not a traceback."""
+    try:
+        (settings or get_settings()).check_startup()
+    except RuntimeError as exc:
+        sys.stderr.write(f"medtune: {exc}\n")
+        raise SystemExit(2) from None
 
 
 @lru_cache

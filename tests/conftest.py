@@ -137,7 +137,7 @@ def settings(tmp_path: Path, pg_url: str) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
         database_url=pg_url,
-        deid_secret="test-secret-" + secrets.token_hex(8),
+        deid_secret="test-secret-" + secrets.token_hex(16),
         broker_url="memory://",
         result_backend="cache+memory://",
         max_request_bytes=64 * 1024 * 1024,

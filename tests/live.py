@@ -59,7 +59,7 @@ def live_platform(
     env = {
         "MEDTUNE_DATA_DIR": str(data_dir),
         "MEDTUNE_DATABASE_URL": db_url,
-        "MEDTUNE_DEID_SECRET": "live-" + secrets.token_hex(8),
+        "MEDTUNE_DEID_SECRET": "live-" + secrets.token_hex(16),
         "MEDTUNE_ENV": "embedded",
     }
     proc: WorkerProcess | None = None

@@ -118,5 +118,8 @@ def up(
     _use_data_dir(data_dir)
     settings = _server()
     from medtune.cli.supervisor import run_embedded
+    from platform_core.config import check_or_exit
+
+    check_or_exit(settings)  # before anything starts: an empty or short secret ends `up` here
 
     raise typer.Exit(run_embedded(settings, host, port, mlflow_port, console))

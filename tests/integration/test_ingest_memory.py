@@ -42,7 +42,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, int, dict[str, str]]]:
     from platform_core.db.migrate import upgrade
     from platform_core.db.session import make_engine, make_sessionmaker
 
-    secret = "mem-" + secrets.token_hex(8)
+    secret = "mem-" + secrets.token_hex(16)
     settings = Settings(data_dir=tmp_path, deid_secret=secret)
     upgrade(settings.db_url)
     engine = make_engine(settings.db_url)

@@ -34,7 +34,7 @@ def test_upload_while_the_worker_commits_on_sqlite(tmp_path: Path) -> None:
     from platform_core.db.migrate import upgrade
 
     settings = Settings(
-        data_dir=tmp_path, deid_secret="sqlite-" + secrets.token_hex(8), broker_url="memory://"
+        data_dir=tmp_path, deid_secret="sqlite-" + secrets.token_hex(16), broker_url="memory://"
     )
     assert settings.db_url.startswith("sqlite:///")
     upgrade(settings.db_url)

@@ -32,7 +32,7 @@ def test_worker_builds_the_pixel_cache(tmp_path: Path, pg_url: str, redis_url: s
         "MEDTUNE_OBJECT_STORE_URL": f"file://{tmp_path / 'objects'}",
         "MEDTUNE_BROKER_URL": broker,
         "MEDTUNE_RESULT_BACKEND": broker,
-        "MEDTUNE_DEID_SECRET": "e2e-" + secrets.token_hex(8),
+        "MEDTUNE_DEID_SECRET": "e2e-" + secrets.token_hex(16),
     }
     settings = Settings(
         data_dir=tmp_path / "data",

@@ -103,7 +103,7 @@ def base(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Base:
         "MEDTUNE_OBJECT_STORE_URL": f"file://{tmp / 'objects'}",
         "MEDTUNE_MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.sqlite'}",
         "MEDTUNE_MLFLOW_UI_URL": "http://mlflow.local",
-        "MEDTUNE_DEID_SECRET": "jobs-test-" + secrets.token_hex(8),
+        "MEDTUNE_DEID_SECRET": "jobs-test-" + secrets.token_hex(16),
         "HF_HUB_OFFLINE": "1",
     }
     with make_sessionmaker(make_engine(pg_url))() as s:

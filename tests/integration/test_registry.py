@@ -69,7 +69,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Env]:
     settings = Settings(
         data_dir=tmp / "data", database_url=pg_url, object_store_url=f"file://{tmp / 'objects'}",
         broker_url="memory://", result_backend="cache+memory://",
-        mlflow_tracking_uri=f"sqlite:///{tmp / 'mlflow.sqlite'}", deid_secret="reg-" + secrets.token_hex(8),
+        mlflow_tracking_uri=f"sqlite:///{tmp / 'mlflow.sqlite'}", deid_secret="reg-" + secrets.token_hex(16),
         max_request_bytes=2 * 1024 * 1024,
     )  # fmt: skip
     store = open_store(settings.object_store_url or "", settings)

@@ -354,7 +354,7 @@ def _run_migrate(url: str, tmp_path: Path) -> subprocess.Popen[str]:
     env |= {
         "MEDTUNE_ENV": "production",
         "MEDTUNE_DATABASE_URL": url,
-        "MEDTUNE_DEID_SECRET": "a-private-deployment-secret",
+        "MEDTUNE_DEID_SECRET": "a-private-deployment-secret-of-40-bytes",
         "MEDTUNE_DATA_DIR": str(tmp_path),
     }
     return subprocess.Popen(
@@ -483,7 +483,7 @@ def test_api_entrypoint_migrates_then_serves_and_its_healthcheck_answers(tmp_pat
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         "PYTHONPATH": str(ROOT),
         "MEDTUNE_ENV": "production",
-        "MEDTUNE_DEID_SECRET": "a-private-deployment-secret",
+        "MEDTUNE_DEID_SECRET": "a-private-deployment-secret-of-40-bytes",
         "MEDTUNE_DATA_DIR": str(tmp_path / "data"),
     }
     with (tmp_path / "api.log").open("wb") as log:

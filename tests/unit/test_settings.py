@@ -47,4 +47,20 @@ def test_production_refuses_the_default_secret(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(RuntimeError, match="MEDTUNE_DEID_SECRET"):
         Settings(env="production", data_dir=tmp_path).check_startup()
     assert not (tmp_path / "deid-secret").exists()
-    Settings(env="production", data_dir=tmp_path, deid_secret="a-real-secret").check_startup()
+    Settings(env="production", data_dir=tmp_path, deid_secret="a-real-secret-" + "x" * 32).check_startup()
+
+
+@pytest.mark.parametrize("env", ["embedded", "production"])
+@pytest.mark.parametrize("secret", ["", "short-but-not-empty", "x" * 31])
+def test_empty_or_short_secrets_are_refused_in_every_mode(tmp_path: Path, env: str, secret: str) -> None:
+    with pytest.raises(RuntimeError, match="at least 32 bytes"):
+        Settings(env=env, data_dir=tmp_path, deid_secret=secret).check_startup()
+    assert not (tmp_path / "deid-secret").exists()  # an empty value is an error, not "generate one"
+    Settings(env=env, data_dir=tmp_path, deid_secret="x" * 32).check_startup()
+
+
+def test_a_truncated_secret_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEDTUNE_DEID_SECRET", raising=False)
+    (tmp_path / "deid-secret").write_text("abc\n")
+    with pytest.raises(RuntimeError, match="deid-secret is too short"):
+        Settings(data_dir=tmp_path).resolved_secret()
