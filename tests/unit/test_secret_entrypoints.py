@@ -15,7 +15,8 @@ MEDTUNE = Path(sys.executable).with_name("medtune")
 
 def _env(tmp_path: Path, secret: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDTUNE_")}
-    return env | {"MEDTUNE_DATA_DIR": str(tmp_path), "MEDTUNE_DEID_SECRET": secret, "PYTHONPATH": str(ROOT)} | extra
+    env |= {"MEDTUNE_DATA_DIR": str(tmp_path), "MEDTUNE_DEID_SECRET": secret, "PYTHONPATH": str(ROOT)}
+    return env | extra
 
 
 @pytest.mark.parametrize("secret", ["", "0123456789abcdef"])
