@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 up: install
+	sh scripts/install-system.sh
 	$(BIN)/medtune up
 
 lint: install
@@ -26,6 +27,7 @@ lint: install
 	$(BIN)/lint-imports
 
 test: lint
+	sh scripts/install-system.sh
 	@sh scripts/install-browser.sh || echo "browser tests will skip: no Chromium could be installed"
 	$(BIN)/pytest -p no:cacheprovider --durations=25
 

@@ -4,8 +4,8 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-01
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '0007'
@@ -17,8 +17,9 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgres
 
 
 def upgrade() -> None:
-    pass
+    # Keyed HMACs of the header's identifying words, kept only while the image waits to be screened.
+    op.add_column('dataset_images', sa.Column('screen_hashes', JSON, nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    op.drop_column('dataset_images', 'screen_hashes')

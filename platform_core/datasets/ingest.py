@@ -24,7 +24,7 @@ from platform_core.datasets import repository
 from platform_core.datasets.models import Dataset
 from platform_core.datasets.schemas import DatasetOptions
 from platform_core.db import outbox
-from platform_core.dicom import cache, pixels
+from platform_core.dicom import burned_in, cache, pixels
 from platform_core.dicom.deid import Deidentifier, Options
 from platform_core.dicom.read import Rejected, parse
 from platform_core.dicom.validate import Filters, check
@@ -179,6 +179,7 @@ class Ingestor:
         try:
             ds = parse(data).dataset
             check(ds, self.filters)
+            screen = self.screen_hashes(ds)  # the header's own values, read before they are removed
             result = self.deid(ds)
         except Rejected as exc:
             return self.reject(exc.reason)
@@ -213,7 +214,14 @@ class Ingestor:
             modality=_short(ds.get("Modality"), 16),
             body_part=_short(ds.get("BodyPartExamined"), 64),
             view_position=_short(ds.get("ViewPosition"), 16),
+            screen_hashes=screen,
         )
+
+    def screen_hashes(self, ds: Any) -> list[str] | None:
+        """Keyed hashes of the identifying words the worker's burned-in text screen looks for."""
+        if self.opts.burned_in_text == "off":
+            return None
+        return burned_in.header_hashes(self.secret, ds) or None
 
     def finish(self) -> None:
         """Wait for the objects, count duplicates, queue the pixel work (sent after the commit)."""
@@ -240,15 +248,17 @@ def _short(value: object, n: int) -> str | None:
     return text[:n] or None
 
 
-def process_image(session: Session, store: ObjectStore, image_id: str) -> str | None:
+def process_image(session: Session, store: ObjectStore, image_id: str, *, secret: str) -> str | None:
     """Worker side for one image in the caller's transaction; see process_images."""
-    return process_images(session, store, [image_id])[0]
+    return process_images(session, store, [image_id], secret=secret)[0]
 
 
-def process_images(session: Session, store: ObjectStore, image_ids: Sequence[str]) -> list[str | None]:
+def process_images(
+    session: Session, store: ObjectStore, image_ids: Sequence[str], *, secret: str
+) -> list[str | None]:
     """pending_pixels, build_caches and record_pixels in the caller's transaction; returns statuses."""
     jobs = pending_pixels(session, image_ids)
-    done = {r.image_id: r for r in build_caches(store, jobs.values())}
+    done = {r.image_id: r for r in build_caches(store, jobs.values(), secret=secret)}
     statuses = record_pixels(session, done.values())
     for result in done.values():
         if result.delete_key:
@@ -264,6 +274,7 @@ class PixelJob:
     status: str
     dicom_key: str | None
     cache_size: int
+    screen: tuple[str, ...] = ()  # keyed hashes for the burned-in text screen; empty: no screen
 
     @property
     def pending(self) -> bool:
@@ -291,17 +302,18 @@ def pending_pixels(session: Session, image_ids: Sequence[str]) -> dict[str, Pixe
             assert dataset is not None
             sizes[image.dataset_id] = options_of(dataset).cache_size
         jobs[image.id] = PixelJob(image.id, image.dataset_id, image.source, image.status, image.dicom_key,
-                                  sizes[image.dataset_id])  # fmt: skip
+                                  sizes[image.dataset_id], tuple(image.screen_hashes or ()))  # fmt: skip
     return jobs
 
 
-def build_caches(store: ObjectStore, jobs: Iterable[PixelJob]) -> list[PixelResult]:
-    """Decode once, window, resize, write each pixel cache; no database work (none held open)."""
+def build_caches(store: ObjectStore, jobs: Iterable[PixelJob], *, secret: str) -> list[PixelResult]:
+    """Decode once, screen for burned-in identifiers, window, resize, write each pixel cache; no
+    database work (none held open). `secret` is the de-identification secret the screen hashes with."""
     out: list[PixelResult] = []
     with Puts(store) as puts:
         for job in jobs:
             if job.pending:
-                out.append(_pixels(store, puts, job))
+                out.append(_pixels(store, puts, job, secret))
         puts.wait()
     return out
 
@@ -316,7 +328,7 @@ def record_pixels(session: Session, results: Iterable[PixelResult]) -> dict[str,
     return statuses
 
 
-def _pixels(store: ObjectStore, puts: Puts, job: PixelJob) -> PixelResult:
+def _pixels(store: ObjectStore, puts: Puts, job: PixelJob, secret: str) -> PixelResult:
     assert job.dicom_key is not None
     try:
         data = store.get_bytes(job.dicom_key)
@@ -328,6 +340,8 @@ def _pixels(store: ObjectStore, puts: Puts, job: PixelJob) -> PixelResult:
         arr = pixels.to_cache(img, job.cache_size)
     except Rejected as exc:
         return PixelResult(job.image_id, "rejected", exc.reason, delete_key=job.dicom_key)
+    if job.screen and burned_in.finds_phi(secret, job.screen, img):
+        return PixelResult(job.image_id, "rejected", burned_in.REASON, delete_key=job.dicom_key)
     key = f"datasets/{job.dataset_id}/cache/{job.image_id}{cache.SUFFIX}"
     puts.put(key, cache.encode(arr), cache.CONTENT_TYPE)
     return PixelResult(job.image_id, "accepted", None, key, cache.content_hash(arr))

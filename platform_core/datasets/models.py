@@ -86,3 +86,6 @@ class Image(TimestampMixin, Base):
     modality: Mapped[str | None] = mapped_column(String(16))
     body_part: Mapped[str | None] = mapped_column(String(64))
     view_position: Mapped[str | None] = mapped_column(String(16))
+    # Keyed HMACs of the header's names, IDs and birth date for the burned-in text screen
+    # (platform_core.dicom.burned_in); NULL once the pixels are screened, and never a value.
+    screen_hashes: Mapped[list[Any] | None]

@@ -91,6 +91,7 @@ def finish_image(
 ) -> bool:
     """Record the pixel work's outcome on a still-queued image; False when someone already did."""
     values: dict[str, Any] = {"status": status, "reason": reason, "cache_key": cache_key, "pixel_sha256": sha}
+    values["screen_hashes"] = None  # screened (or rejected unscreened): the hashes have served
     if status == "rejected":
         values["dicom_key"] = None
     result = session.execute(

@@ -17,6 +17,8 @@ class DatasetOptions(BaseModel):
     dates: Literal["shift", "remove"] = "shift"
     retain_patient_characteristics: bool = False
     burned_in_annotation: Literal["reject", "accept"] = "reject"
+    # OCR the pixels and reject an image whose text is one of its own header's identifying values.
+    burned_in_text: Literal["screen", "off"] = "screen"
 
     @field_validator("modalities")
     @classmethod

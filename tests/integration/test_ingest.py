@@ -39,7 +39,7 @@ def drain(app_state: Any, outbox: Any) -> list[str | None]:
         assert msg.name == "ingest.process_image" and msg.queue == "ingest"
         assert all(isinstance(a, str) and a.startswith("img_") for a in msg.args)  # ids only
         with app_state.sessions() as s:
-            statuses.extend(process_images(s, app_state.store, msg.args))
+            statuses.extend(process_images(s, app_state.store, msg.args, secret=app_state.secret))
             s.commit()
     return statuses
 

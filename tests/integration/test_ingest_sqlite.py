@@ -21,7 +21,7 @@ def pixel_worker(state: Any, messages: queue.Queue[TaskMessage | None], statuses
     while (msg := messages.get()) is not None:
         with unit_of_work(state.sessions) as s:
             jobs = ingest.pending_pixels(s, msg.args)
-        results = ingest.build_caches(state.store, jobs.values())
+        results = ingest.build_caches(state.store, jobs.values(), secret=state.secret)
         with unit_of_work(state.sessions) as s:
             statuses.extend(ingest.record_pixels(s, results).values())
 

@@ -53,13 +53,13 @@ def _pixels(label: int, rng: np.random.Generator, size: int = 160) -> np.ndarray
     return np.asarray(img.clip(0, 4095), dtype=np.uint16)
 
 
-def _pixel_task(sessions: Any, store: Any, image_ids: tuple[str, ...]) -> dict[str, str]:
+def _pixel_task(sessions: Any, store: Any, image_ids: tuple[str, ...], secret: str) -> dict[str, str]:
     """What worker.tasks.ingest.process_image does with one message: read, build caches, record."""
     from platform_core.datasets import ingest
 
     with unit_of_work(sessions) as s:
         pending = ingest.pending_pixels(s, image_ids)
-    results = ingest.build_caches(store, pending.values())
+    results = ingest.build_caches(store, pending.values(), secret=secret)
     with unit_of_work(sessions) as s:
         return ingest.record_pixels(s, results)
 
@@ -150,8 +150,9 @@ def _ingest(base: Base) -> None:
         store = open_store(settings.object_store_url or "", settings)
         pixel_messages = [m for m in sent if m.name == TASK]
         assert pixel_messages and all(m.queue == "ingest" for m in pixel_messages)
+        secret = settings.resolved_secret()
         for m in pixel_messages:
-            assert set(_pixel_task(sessions, store, m.args).values()) == {"accepted"}
+            assert set(_pixel_task(sessions, store, m.args, secret).values()) == {"accepted"}
         counts = client.get(f"/v1/datasets/{base.dataset_id}", headers=h).json()["counts"]
         assert counts["accepted"] == N_STUDIES and counts["labels"]["finding"]["positives"] == N_STUDIES // 2
         r = client.post(f"/v1/datasets/{base.dataset_id}/splits", headers=h, json={"seed": 1})

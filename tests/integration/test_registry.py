@@ -90,7 +90,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Env]:
         files = {}
         for o in out:
             assert o.image_id is not None, o
-            assert process_image(s, store, o.image_id) == "accepted"
+            assert process_image(s, store, o.image_id, secret=settings.resolved_secret()) == "accepted"
             files[o.image_id] = originals[o.index]
         s.commit()
         project_id, dataset_id = project.id, dataset.id

@@ -109,7 +109,7 @@ def ingest_dataset(
                 assert outcome.image_id is not None
                 image_ids.append(outcome.image_id)
         for image_id in image_ids:  # what the ingest worker task does
-            assert ingest.process_image(s, state.store, image_id) == "accepted"
+            assert ingest.process_image(s, state.store, image_id, secret=state.secret) == "accepted"
         labels.import_labels(s, state.secret, dataset, labels_csv(specs, names, with_split))
         s.commit()
         return dataset.id

@@ -29,7 +29,7 @@ def process_image(*image_ids: str) -> list[str | None]:
     ctx = context()
     with unit_of_work(ctx.sessions) as session:
         jobs = ingest.pending_pixels(session, image_ids)
-    results = ingest.build_caches(ctx.store, jobs.values())
+    results = ingest.build_caches(ctx.store, jobs.values(), secret=ctx.settings.resolved_secret())
     with unit_of_work(ctx.sessions) as session:
         statuses = ingest.record_pixels(session, results)
     for result in results:
