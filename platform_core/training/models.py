@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import timm
@@ -47,6 +48,8 @@ class MethodConfig:
 
 def _create(entry: BackboneEntry, num_labels: int, image_size: int, pretrained: bool) -> nn.Module:
     kwargs: dict[str, Any] = dict(entry.create_kwargs)
+    if "norm_eps" in kwargs:  # the catalog stays torch-free: a LayerNorm epsilon is given as a number
+        kwargs["norm_layer"] = partial(nn.LayerNorm, eps=float(kwargs.pop("norm_eps")))  # type: ignore[arg-type]
     if entry.family == "vit":
         kwargs["img_size"] = image_size
     model: nn.Module = timm.create_model(entry.arch, pretrained=pretrained, num_classes=num_labels, **kwargs)

@@ -1,0 +1,272 @@
+"""Published formats load through medtune into timm and compute what the publisher's library computes.
+
+Each test builds a small model with random weights using the reference library itself, saves it the way
+it is published, loads it through `formats.read.to_timm` and `models.create_backbone`, and compares the
+features with the reference forward on the same input (max abs difference <= 1e-4 in fp32).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from platform_core.errors import Invalid
+from platform_core.training import formats as F
+from platform_core.training.catalog import BackboneEntry
+from platform_core.training.data import Normalize
+from platform_core.training.formats import xrv
+from platform_core.training.formats.read import to_timm, unzip
+from platform_core.training.models import create_backbone
+from platform_core.training.weights import ResolvedWeights
+
+TOL = 1e-4
+VIT_TARGETS = ("attn.qkv", "attn.proj")
+
+
+def folder_files(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
+
+
+def vit_entry(arch: str, size: int, **kwargs: Any) -> BackboneEntry:
+    return BackboneEntry(
+        f"small_{arch}", arch, size, (0.5,) * 3, (0.5,) * 3, VIT_TARGETS, "head", "vit", create_kwargs=kwargs
+    )  # type: ignore[arg-type]
+
+
+def load(entry: BackboneEntry, state: dict[str, torch.Tensor], num_labels: int = 2) -> torch.nn.Module:
+    weights = ResolvedWeights("registered", "test", None, state)
+    return create_backbone(entry, num_labels, entry.input_size, weights).eval()
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float((a - b).abs().max())
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def test_transformers_dinov2_matches_the_reference(tmp_path: Path) -> None:
+    from transformers import Dinov2Config, Dinov2Model
+
+    config = Dinov2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=28,
+        patch_size=14,
+        layerscale_value=0.5,
+    )
+    ref = Dinov2Model(config).eval()
+    ref.save_pretrained(tmp_path)
+    state = to_timm(F.TRANSFORMERS, folder_files(tmp_path))
+    model = load(vit_entry("vit_small_patch14_dinov2", 28, embed_dim=32, depth=2, num_heads=2), state)
+    x = torch.randn(2, 3, 28, 28)
+    with torch.no_grad():
+        expected = ref(pixel_values=x).last_hidden_state
+        tokens = model.forward_features(x)
+    assert max_diff(tokens, expected) <= TOL
+    assert max_diff(model.forward_head(tokens, pre_logits=True), expected[:, 0]) <= TOL
+
+
+def test_transformers_vit_matches_the_reference(tmp_path: Path) -> None:
+    from transformers import ViTConfig, ViTModel
+
+    config = ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=16,
+    )
+    ref = ViTModel(config, add_pooling_layer=False).eval()
+    ref.save_pretrained(tmp_path)
+    state = to_timm(F.TRANSFORMERS, folder_files(tmp_path))
+    entry = vit_entry(
+        "vit_base_patch16_224",
+        32,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        mlp_ratio=2.0,
+        norm_eps=config.layer_norm_eps,
+    )
+    model = load(entry, state)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert max_diff(model.forward_features(x), ref(pixel_values=x).last_hidden_state) <= TOL
+
+
+def test_transformers_siglip_vision_matches_the_reference(tmp_path: Path) -> None:
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    config = SiglipVisionConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=28,
+        patch_size=14,
+    )
+    ref = SiglipVisionModel(config).eval()
+    ref.save_pretrained(tmp_path)
+    state = to_timm(F.TRANSFORMERS, folder_files(tmp_path))
+    entry = vit_entry(
+        "vit_base_patch16_siglip_224",
+        28,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        mlp_ratio=2.0,
+        patch_size=14,
+        act_layer="gelu_tanh",
+    )
+    model = load(entry, state)
+    x = torch.randn(2, 3, 28, 28)
+    with torch.no_grad():
+        out = ref(pixel_values=x)
+        tokens = model.forward_features(x)
+        assert max_diff(tokens, out.last_hidden_state) <= TOL
+        assert max_diff(model.forward_head(tokens, pre_logits=True), out.pooler_output) <= TOL
+
+
+def open_clip_release(tmp_path: Path, vision_cfg: dict[str, Any]) -> tuple[Any, dict[str, bytes]]:
+    """A small CLIP built by open_clip, saved as the hub releases are (config json + .bin state dict)."""
+    import open_clip
+
+    model_cfg = {
+        "embed_dim": 16,
+        "vision_cfg": vision_cfg,
+        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1},
+    }
+    model = open_clip.CLIP(**model_cfg).eval()
+    torch.save(model.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
+    config = {"model_cfg": model_cfg, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}}
+    (tmp_path / "open_clip_config.json").write_text(json.dumps(config))
+    return model, folder_files(tmp_path)
+
+
+def test_open_clip_timm_trunk_matches_the_reference(tmp_path: Path) -> None:
+    """BiomedCLIP's layout: a timm ViT under visual.trunk, a linear projection without bias."""
+    vision = {
+        "timm_model_name": "test_vit",
+        "timm_model_pretrained": False,
+        "timm_pool": "",
+        "timm_proj": "linear",
+        "image_size": 160,
+    }
+    ref, files = open_clip_release(tmp_path, vision)
+    state = to_timm(F.OPEN_CLIP, files)
+    model = load(vit_entry("test_vit", 160), state)
+    x = torch.randn(1, 3, 160, 160)
+    with torch.no_grad():
+        assert max_diff(model.forward_features(x), ref.visual.trunk.forward_features(x)) <= TOL
+        embedding = load(vit_entry("test_vit", 160), state, num_labels=16)
+        embedding.load_state_dict(state)  # the projection is the head: the whole image tower
+        assert max_diff(embedding(x), ref.encode_image(x)) <= TOL
+
+
+def test_open_clip_native_vit_matches_the_reference(tmp_path: Path) -> None:
+    vision = {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 16}
+    ref, files = open_clip_release(tmp_path, vision)
+    state = to_timm(F.OPEN_CLIP, files)
+    entry = vit_entry("vit_base_patch16_clip_224", 32, embed_dim=32, depth=2, num_heads=2)
+    model = load(entry, state, num_labels=16)
+    model.load_state_dict(state)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert max_diff(model(x), ref.encode_image(x)) <= TOL
+
+
+def xrv_reference_and_medtune(tmp_path: Path, **kwargs: Any) -> tuple[Any, torch.nn.Module, BackboneEntry]:
+    import torchxrayvision
+
+    ref = torchxrayvision.models.DenseNet(weights=None, **kwargs).eval()
+    path = tmp_path / "release.pt"
+    torch.save(ref, path)  # the releases are pickled modules, not state dicts
+    entry = BackboneEntry(
+        "xrv",
+        "densenet121",
+        64,
+        (xrv.MEAN,) * 3,
+        (xrv.STD,) * 3,
+        r".*denselayer\d+\.conv[12]",
+        "classifier",
+        "cnn",
+    )
+    model = load(entry, to_timm(F.XRV, {"release.pt": path.read_bytes()}))
+    return ref, model, entry
+
+
+def test_torchxrayvision_densenet121_matches_the_reference_on_the_platforms_input(tmp_path: Path) -> None:
+    ref, model, entry = xrv_reference_and_medtune(tmp_path)
+    grey = torch.rand(2, 1, 64, 64)  # what the pixel cache yields: grey in [0, 1]
+    with torch.no_grad():
+        expected = ref.features2((2 * grey - 1) * 1024)  # torchxrayvision.datasets.normalize
+        platform_input = Normalize(entry.mean, entry.std)(grey)
+        assert platform_input.shape[1] == 3
+        features = model.forward_head(model.forward_features(platform_input), pre_logits=True)
+    assert max_diff(features, expected) <= TOL * float(expected.abs().max().clamp(min=1))
+
+
+def test_a_torchxrayvision_state_dict_file_loads_too(tmp_path: Path) -> None:
+    import torchxrayvision
+
+    ref = torchxrayvision.models.DenseNet(weights=None)
+    buf = io.BytesIO()
+    torch.save(ref.state_dict(), buf)
+    state = to_timm(F.XRV, {"weights.pt": buf.getvalue()})
+    assert state[xrv.FIRST_CONV].shape[1] == 3
+    assert torch.allclose(state[xrv.FIRST_CONV].sum(1, keepdim=True), ref.features.conv0.weight)
+
+
+class Publisher(torch.nn.Module):
+    """A publisher's class whose unpickling would run code; the reader must never call it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        raise AssertionError("the publisher's code ran")
+
+
+def test_a_pickled_module_is_read_without_importing_its_classes() -> None:
+    buf = io.BytesIO()
+    torch.save(Publisher(), buf)
+    from platform_core.training.formats.pickled import module_state_dict
+
+    assert set(module_state_dict(buf.getvalue())) == {"lin.weight", "lin.bias"}
+
+
+def test_a_zipped_save_pretrained_folder_reads_like_the_folder(tmp_path: Path) -> None:
+    from transformers import Dinov2Config, Dinov2Model
+
+    Dinov2Model(
+        Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=14, patch_size=14)
+    ).save_pretrained(tmp_path / "rad-dino")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for p in (tmp_path / "rad-dino").iterdir():
+            z.write(p, f"rad-dino/{p.name}")
+    files = unzip(buf.getvalue(), 10_000_000)
+    assert set(files) == {"config.json", "model.safetensors"}
+    assert set(to_timm(F.TRANSFORMERS, files)) == set(
+        to_timm(F.TRANSFORMERS, folder_files(tmp_path / "rad-dino"))
+    )
+
+
+def test_missing_files_are_named() -> None:
+    with pytest.raises(Invalid, match=r"config\.json and model\.safetensors \(or pytorch_model\.bin\)"):
+        to_timm(F.TRANSFORMERS, {"model.safetensors": b""})
+    with pytest.raises(Invalid, match="format must be one of"):
+        F.check("keras")
