@@ -1,7 +1,10 @@
 """The backbone catalog: timm architectures with their preprocessing, LoRA targets and classifier.
 
 Entries are dataclasses registered by name, like timm's own registry; a duplicate name is refused.
-This module imports no torch, so the API can list base models without it.
+Each records where its weights are published and in which format (`formats`): foundation models
+published as transformers, open_clip or TorchXRayVision checkpoints are converted to the entry's timm
+architecture, so training and serving see only timm modules. This module imports no torch, so the API
+can list base models without it.
 """
 
 from __future__ import annotations
@@ -9,12 +12,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from platform_core.errors import Invalid
+from platform_core.training import formats as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
+# RAD-DINO's preprocessor_config.json
+RAD_DINO_MEAN = (0.5307, 0.5307, 0.5307)
+RAD_DINO_STD = (0.2583, 0.2583, 0.2583)
+# TorchXRayVision's (2 * x - 1) * 1024 on x in [0, 1] is (x - 0.5) / (1 / 2048)
+XRV_MEAN = (0.5, 0.5, 0.5)
+XRV_STD = (1 / 2048, 1 / 2048, 1 / 2048)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+RADIOGRAPHY = "radiography foundation models"
+GENERAL = "general vision"
+TESTS = "tests"
+GROUPS = (RADIOGRAPHY, GENERAL, TESTS)  # the order the console lists them in
 
 # Conv layers inside residual stages only, so the stem and downsampling shortcuts stay frozen.
 RESNET_CONVS = r".*layer\d\.\d+\.conv[123]"
@@ -34,6 +49,28 @@ class BackboneEntry:
     hf_hub_id: str | None = None  # where timm's pretrained weights live on the Hugging Face hub
     description: str = ""
     create_kwargs: dict[str, object] = field(default_factory=dict)
+    weights_format: str = F.TIMM  # how the weights are published (platform_core.training.formats)
+    weights_url: str | None = None  # a release file outside the hub (TorchXRayVision)
+    license: str = ""
+    pretraining: str = ""  # the data the published weights were pretrained on
+    input_convention: str = ""  # what the publisher feeds the model, when it is not plain RGB
+    group: str = GENERAL
+
+    def __post_init__(self) -> None:
+        F.check(self.weights_format)
+
+    @property
+    def weights_files(self) -> tuple[str, ...]:
+        """The files a deployment without the hub must bring (first choice of each)."""
+        release = (self.weights_url.rsplit("/", 1)[-1],) if self.weights_url else ()
+        return tuple(group[0] for group in F.FILES[self.weights_format]) + release
+
+    @property
+    def weights_source(self) -> str:
+        if self.weights_url:
+            return self.weights_url
+        repo = (self.hf_hub_id or self.arch).removeprefix("hf-hub:")
+        return f"https://huggingface.co/{repo}"
 
     @property
     def is_test_model(self) -> bool:
@@ -64,7 +101,8 @@ def names() -> list[str]:
 
 
 def entries() -> list[BackboneEntry]:
-    return [_REGISTRY[n] for n in names()]
+    """Every entry, radiography foundation models first, then general vision, then the test models."""
+    return sorted(_REGISTRY.values(), key=lambda e: (GROUPS.index(e.group), e.name))
 
 
 VIT_TARGETS = ("attn.qkv", "attn.proj")
@@ -102,10 +140,61 @@ register(BackboneEntry(
     "cnn", "timm/convnext_tiny.in12k_ft_in1k", "ConvNeXt-T, ImageNet-12k pretrained",
 ))  # fmt: skip
 register(BackboneEntry(
+    # the tutorial's model: timm's name with its pretrained tag
+    "eva02_base_patch14_448.mim_in22k_ft_in22k_in1k", "eva02_base_patch14_448.mim_in22k_ft_in22k_in1k", 448,
+    CLIP_MEAN, CLIP_STD, ("attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.proj"), "head", "vit",
+    "timm/eva02_base_patch14_448.mim_in22k_ft_in22k_in1k",
+    "EVA-02 B/14 at 448 px (MIM on ImageNet-22k, fine-tuned on 22k then 1k); the MURA tutorial's model",
+    license="MIT",
+    pretraining="ImageNet-22k (MIM with an EVA-CLIP teacher), fine-tuned on ImageNet-22k and -1k",
+))  # fmt: skip
+
+register(BackboneEntry(
     "test_vit", "test_vit", 160, HALF, HALF, VIT_TARGETS, "head", "vit", "timm/test_vit.r160_in1k",
-    "a tiny ViT for tests",
+    "a tiny ViT for tests", group=TESTS,
 ))  # fmt: skip
 register(BackboneEntry(
     "test_resnet", "test_resnet", 160, HALF, HALF, RESNET_CONVS, "fc", "cnn", "timm/test_resnet.r160_in1k",
-    "a tiny ResNet for tests",
+    "a tiny ResNet for tests", group=TESTS,
+))  # fmt: skip
+
+# --- radiography foundation models, converted from the formats they are published in ----------------
+
+register(BackboneEntry(
+    "rad_dino", "vit_base_patch14_dinov2", 518, RAD_DINO_MEAN, RAD_DINO_STD, VIT_TARGETS, "head", "vit",
+    "microsoft/rad-dino", "RAD-DINO: ViT-B/14 pretrained with DINOv2 on chest X-rays (Microsoft)",
+    weights_format=F.TRANSFORMERS, license="MSRLA (Microsoft Research License Agreement; research use only)",
+    pretraining="882k chest X-rays: MIMIC-CXR, CheXpert, NIH ChestX-ray14, PadChest, BRAX (self-supervised)",
+    input_convention="grey repeated to RGB at 518 px, mean 0.5307, std 0.2583", group=RADIOGRAPHY,
+))  # fmt: skip
+register(BackboneEntry(
+    "biomedclip_vit_base_patch16_224", "vit_base_patch16_224", 224, CLIP_MEAN, CLIP_STD, VIT_TARGETS, "head",
+    "vit", "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
+    "BiomedCLIP's image tower: ViT-B/16, contrastive on biomedical figure-caption pairs (Microsoft)",
+    weights_format=F.OPEN_CLIP, license="MIT",
+    pretraining="PMC-15M: 15M figure-caption pairs from PubMed Central (radiographs among many modalities)",
+    input_convention="grey repeated to RGB at 224 px, OpenAI CLIP mean/std", group=RADIOGRAPHY,
+))  # fmt: skip
+register(BackboneEntry(
+    "xrv_densenet121_res224_all", "densenet121", 224, XRV_MEAN, XRV_STD, r".*denselayer\d+\.conv[12]",
+    "classifier", "cnn", None,
+    "TorchXRayVision DenseNet-121 (densenet121-res224-all), supervised on 18 chest X-ray pathologies",
+    weights_format=F.XRV,
+    weights_url="https://github.com/mlmed/torchxrayvision/releases/download/v1/"
+    "nih-pc-chex-mimic_ch-google-openi-kaggle-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt",
+    license="Apache-2.0",
+    pretraining="NIH ChestX-ray14, PadChest, CheXpert, MIMIC-CXR, RSNA Pneumonia, Google, OpenI (supervised)",
+    input_convention="single channel in [-1024, 1024] at 224 px; fed as three equal grey channels with mean "
+    "0.5 and std 1/2048 (the same numbers) into a first convolution whose weights are split over them",
+    group=RADIOGRAPHY,
+))  # fmt: skip
+register(BackboneEntry(
+    "medsiglip_448", "vit_so400m_patch14_siglip_224", 448, HALF, HALF, VIT_TARGETS, "head", "vit",
+    "google/medsiglip-448",
+    "MedSigLIP's image tower: SigLIP So400m/14 at 448 px adapted to medical images (Google)",
+    {"act_layer": "gelu_tanh"}, weights_format=F.TRANSFORMERS,
+    license="Health AI Developer Foundations terms of use (gated on the hub)",
+    pretraining="SigLIP (WebLI) tuned on de-identified chest X-ray, CT, MRI, dermatology, ophthalmology and "
+    "pathology images with text",
+    input_convention="grey repeated to RGB at 448 px, mean 0.5, std 0.5", group=RADIOGRAPHY,
 ))  # fmt: skip

@@ -10,7 +10,10 @@ from platform_core.training import catalog
 REQUIRED = [
     "vit_base_patch16_224", "vit_small_patch16_224", "eva02_base_patch14_224", "vit_small_patch14_dinov2",
     "densenet121", "resnet50", "convnext_tiny", "test_vit", "test_resnet",
+    "eva02_base_patch14_448.mim_in22k_ft_in22k_in1k", "rad_dino", "biomedclip_vit_base_patch16_224",
+    "xrv_densenet121_res224_all", "medsiglip_448",
 ]  # fmt: skip
+RADIOGRAPHY = ["rad_dino", "biomedclip_vit_base_patch16_224", "xrv_densenet121_res224_all", "medsiglip_448"]
 
 
 def test_required_entries_are_registered() -> None:
@@ -53,3 +56,35 @@ def test_targets_and_classifier_exist_in_the_timm_model(name: str) -> None:
         hits = [n for n in modules if any(n == t or n.endswith("." + t) for t in entry.lora_targets)]
     assert len(hits) >= 4
     assert all(isinstance(modules[h], torch.nn.Linear | torch.nn.Conv2d) for h in hits)
+
+
+@pytest.mark.parametrize("name", RADIOGRAPHY)
+def test_radiography_entries_say_where_their_weights_are_and_under_which_license(name: str) -> None:
+    entry = catalog.get(name)
+    assert entry.group == catalog.RADIOGRAPHY
+    assert entry.weights_format != "timm"
+    assert entry.license and entry.pretraining and entry.input_convention
+    assert entry.weights_files and entry.weights_source.startswith("https://")
+
+
+def test_entries_list_radiography_models_first_then_general_vision() -> None:
+    groups = [e.group for e in catalog.entries()]
+    assert groups == sorted(groups, key=catalog.GROUPS.index)
+    assert groups[0] == catalog.RADIOGRAPHY and catalog.GENERAL in groups
+
+
+def test_torchxrayvision_normalisation_is_its_minus_1024_to_1024_range() -> None:
+    entry = catalog.get("xrv_densenet121_res224_all")
+    for x in (0.0, 0.25, 1.0):  # a grey value in [0, 1], as the pixel cache yields it
+        assert (x - entry.mean[0]) / entry.std[0] == pytest.approx((2 * x - 1) * 1024)
+    assert entry.weights_files == (entry.weights_url.rsplit("/", 1)[-1],)  # type: ignore[union-attr]
+
+
+def test_the_files_to_bring_follow_the_published_format() -> None:
+    assert catalog.get("rad_dino").weights_files == ("config.json", "model.safetensors")
+    assert catalog.get("biomedclip_vit_base_patch16_224").weights_files == ("open_clip_pytorch_model.bin",)
+
+
+def test_an_unknown_format_is_refused() -> None:
+    with pytest.raises(Invalid, match="format must be one of"):
+        catalog.BackboneEntry("x", "x", 1, (0.5,) * 3, (0.5,) * 3, "x", "head", "vit", weights_format="keras")

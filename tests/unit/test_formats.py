@@ -270,3 +270,30 @@ def test_missing_files_are_named() -> None:
         to_timm(F.TRANSFORMERS, {"model.safetensors": b""})
     with pytest.raises(Invalid, match="format must be one of"):
         F.check("keras")
+
+
+def test_the_vision_half_of_a_full_siglip_checkpoint_loads(tmp_path: Path) -> None:
+    """MedSigLIP is published as a whole SiglipModel (text tower too); only the image tower is kept."""
+    from transformers import SiglipConfig, SiglipModel
+
+    small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    config = SiglipConfig(
+        vision_config={**small, "image_size": 28, "patch_size": 14}, text_config={**small, "vocab_size": 64}
+    )
+    ref = SiglipModel(config).eval()
+    ref.save_pretrained(tmp_path)
+    state = to_timm(F.TRANSFORMERS, folder_files(tmp_path))
+    entry = vit_entry(
+        "vit_so400m_patch14_siglip_224",
+        28,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        mlp_ratio=2.0,
+        act_layer="gelu_tanh",
+    )
+    model = load(entry, state)
+    x = torch.randn(2, 3, 28, 28)
+    with torch.no_grad():
+        features = model.forward_head(model.forward_features(x), pre_logits=True)
+        assert max_diff(features, ref.vision_model(pixel_values=x).pooler_output) <= TOL
