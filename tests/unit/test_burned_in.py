@@ -88,9 +88,13 @@ def test_a_marker_and_an_annotation_are_read_but_do_not_match() -> None:
     assert not burned_in.finds_phi(SECRET, burned_in.header_hashes(SECRET, header()), img)
 
 
-def test_large_images_are_read_at_a_bounded_size() -> None:
-    small = ocr.to_gray8(np.zeros((4000, 2000), dtype=np.float32) + np.arange(2000, dtype=np.float32))
-    assert max(small.size) == ocr.MAX_SIDE and small.mode == "L"
+def test_only_the_extremes_of_a_large_image_are_read_at_a_bounded_size() -> None:
+    img = render([((16, 16), "HARTFIELD")], size=4000, font=200)
+    masks = ocr.extreme_masks(img)
+    assert [m.size for m in masks] == [(ocr.MAX_SIDE, ocr.MAX_SIDE)] * 2  # bright end (the text), dark end
+    text = np.asarray(masks[0]) == 0
+    assert 0 < text.mean() < 0.05 and text[:200].any() and not text[400:].any()
+    assert ocr.extreme_masks(np.full((64, 64), 7.0, dtype=np.float32)) == []  # constant: nothing to read
 
 
 def test_missing_tesseract_data_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
