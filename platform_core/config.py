@@ -68,6 +68,14 @@ class Settings(BaseSettings):
 
     # How often the beat looks for running jobs whose worker stopped beating (and requeues them).
     stale_job_check_s: float = 60.0
+    # Deliveries of one task (an image's pixel work, a job's run or validation, a batch prediction)
+    # that may die with their worker process (killed, out of memory) before the work ends with reason
+    # worker_crash instead of being redelivered again.
+    max_task_attempts: int = 3
+    # Jobs of one project that run at once; more stay `queued` and start as running ones end. 0: no limit.
+    max_running_jobs_per_project: int = 2
+    # Tests only: a worker task dies (os._exit) when it reaches an id listed in this file (worker/faults.py).
+    test_crash_file: Path | None = None
 
     adapter_cache_size: int = 16
     # bf16 autocast for serving where the hardware has it (CUDA bf16, AVX-512 BF16/AMX): 1.9-2.5x faster

@@ -1,4 +1,4 @@
-"""Zip archives read safely: no path escapes, no nested archives, no bombs (total size and ratio)."""
+"""Zip archives read safely: no path escapes, no nested archives, no bombs (members, total size, ratio)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from typing import IO
 
 from platform_core.dicom.read import Rejected
 
+DEFAULT_MAX_MEMBERS = 50_000  # Settings.max_zip_members
+
 
 @dataclass(frozen=True)
 class Limits:
     max_total_bytes: int
     max_ratio: float
     max_member_bytes: int
+    max_members: int = DEFAULT_MAX_MEMBERS
 
 
 @dataclass
@@ -36,14 +39,21 @@ def _unsafe(name: str) -> bool:
 def members(fh: IO[bytes], limits: Limits) -> Iterator[Member]:
     """Yield each file entry in archive order; unusable entries come with a reason, not data.
 
-    Raises Rejected for an archive that is unreadable or a bomb as a whole (declared total over
-    the limit). Sizes are enforced on the bytes actually inflated, not only the declared ones.
+    Raises Rejected for an archive that is unreadable or a bomb as a whole (more members than
+    max_members: `too_many_members`, checked before any is read; declared total over the limit:
+    `zip_bomb`). Sizes are enforced on the bytes actually inflated, not only the declared ones.
     """
     try:
         archive = zipfile.ZipFile(fh)
         infos = [i for i in archive.infolist() if not i.is_dir()]
     except (zipfile.BadZipFile, OSError, ValueError):
         raise Rejected("corrupt") from None
+    if len(infos) > limits.max_members:
+        raise Rejected(
+            "too_many_members",
+            f"the archive holds {len(infos):,} files; the limit is {limits.max_members:,} "
+            "(MEDTUNE_MAX_ZIP_MEMBERS): split it",
+        )
     if sum(i.file_size for i in infos) > limits.max_total_bytes:
         raise Rejected("zip_bomb")
     inflated = 0

@@ -14,12 +14,13 @@ from platform_core.datasets import repository
 from platform_core.datasets.ingest import Ingestor, Outcome
 from platform_core.datasets.labels import parse_value
 from platform_core.datasets.models import Dataset
+from platform_core.dicom import pixels
 from platform_core.dicom.deid import key_hmac, pseudo_uid, pseudonym
+from platform_core.dicom.read import Rejected
 from platform_core.errors import Invalid
 
 MURA = re.compile(r"(?:^|/)(patient\d+)/(study\d+)_(positive|negative)/[^/]+\.(?:png|jpe?g)$", re.IGNORECASE)
 BODY_PART = re.compile(r"(?:^|/)XR_([A-Z]+)/", re.IGNORECASE)
-MAX_PIXELS = 100_000_000
 
 
 def is_image(head: bytes) -> bool:
@@ -97,10 +98,12 @@ def ingest_image(ingestor: Ingestor, data: bytes, meta: ImageMeta) -> Outcome:
     secret, dataset = ingestor.secret, ingestor.dataset
     source = "png" if data.startswith(b"\x89PNG") else "jpeg"
     try:
-        with PILImage.open(io.BytesIO(data)) as img:
+        opened = pixels.open_image(data, ingestor.caps.max_pixels)  # the header's size, before decoding
+    except Rejected as exc:
+        return ingestor.reject(exc.reason, source, exc.detail)
+    try:
+        with opened as img:
             width, height = img.size
-            if width * height > MAX_PIXELS:
-                return ingestor.reject("too_large", source)
             if min(width, height) < ingestor.opts.min_image_size:
                 return ingestor.reject("too_small", source)
             img.load()

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from pydicom import dcmread
 from sqlalchemy.orm import Session
 
 from platform_core.datasets import repository
@@ -26,7 +25,7 @@ from platform_core.datasets.schemas import DatasetOptions
 from platform_core.db import outbox
 from platform_core.dicom import burned_in, cache, pixels
 from platform_core.dicom.deid import Deidentifier, Options
-from platform_core.dicom.read import Rejected, parse
+from platform_core.dicom.read import DEFAULT_CAPS, Caps, Rejected, load, parse
 from platform_core.dicom.validate import Filters, check
 from platform_core.ids import new_id
 from platform_core.storage import ObjectStore
@@ -85,6 +84,7 @@ class Outcome:
     outcome: str  # queued | duplicate | rejected
     reason: str | None = None
     image_id: str | None = None
+    message: str | None = None  # which limit a too_large file broke
 
 
 def options_of(dataset: Dataset) -> DatasetOptions:
@@ -105,8 +105,11 @@ class Ingestor:
     Use it as a context manager so its writer threads end with the request, error or not.
     """
 
-    def __init__(self, session: Session, store: ObjectStore, secret: str, dataset: Dataset) -> None:
+    def __init__(
+        self, session: Session, store: ObjectStore, secret: str, dataset: Dataset, caps: Caps = DEFAULT_CAPS
+    ) -> None:
         self.session = session
+        self.caps = caps
         self.store = store
         self.secret = secret
         self.dataset = dataset
@@ -144,13 +147,13 @@ class Ingestor:
                 self.store.delete(key)
         self.stored.clear()
 
-    def reject(self, reason: str, source: str = "dicom") -> Outcome:
+    def reject(self, reason: str, source: str = "dicom", message: str | None = None) -> Outcome:
         image_id = new_id("img")
         repository.insert_image_row(
             self.session, id=image_id, dataset_id=self.dataset.id, source=source, status="rejected",
             reason=reason,
         )  # fmt: skip
-        return Outcome("rejected", reason, image_id)
+        return Outcome("rejected", reason, image_id, message)
 
     def study(self, study_key_hmac: str, **values: Any) -> str:
         found = self.studies.get(study_key_hmac)
@@ -177,12 +180,12 @@ class Ingestor:
     def dicom(self, data: bytes) -> Outcome:
         """Parse once, filter, de-identify that same Dataset in place, write it once."""
         try:
-            ds = parse(data).dataset
+            ds = parse(data, self.caps).dataset
             check(ds, self.filters)
             screen = self.screen_hashes(ds)  # the header's own values, read before they are removed
             result = self.deid(ds)
         except Rejected as exc:
-            return self.reject(exc.reason)
+            return self.reject(exc.reason, message=exc.detail)
         if not result.sop_instance_uid_pseudonym or not result.study_pseudonym:
             return self.reject("corrupt")
         buf = io.BytesIO()
@@ -306,14 +309,16 @@ def pending_pixels(session: Session, image_ids: Sequence[str]) -> dict[str, Pixe
     return jobs
 
 
-def build_caches(store: ObjectStore, jobs: Iterable[PixelJob], *, secret: str) -> list[PixelResult]:
+def build_caches(
+    store: ObjectStore, jobs: Iterable[PixelJob], *, secret: str, caps: Caps = DEFAULT_CAPS
+) -> list[PixelResult]:
     """Decode once, screen for burned-in identifiers, window, resize, write each pixel cache; no
     database work (none held open). `secret` is the de-identification secret the screen hashes with."""
     out: list[PixelResult] = []
     with Puts(store) as puts:
         for job in jobs:
             if job.pending:
-                out.append(_pixels(store, puts, job, secret))
+                out.append(_pixels(store, puts, job, secret, caps))
         puts.wait()
     return out
 
@@ -328,14 +333,14 @@ def record_pixels(session: Session, results: Iterable[PixelResult]) -> dict[str,
     return statuses
 
 
-def _pixels(store: ObjectStore, puts: Puts, job: PixelJob, secret: str) -> PixelResult:
+def _pixels(store: ObjectStore, puts: Puts, job: PixelJob, secret: str, caps: Caps) -> PixelResult:
     assert job.dicom_key is not None
     try:
         data = store.get_bytes(job.dicom_key)
         if job.source == "dicom":
-            img = pixels.decode(dcmread(io.BytesIO(data)))
+            img = pixels.decode(load(data, caps), caps.max_pixels)  # the header's size first
         else:
-            img = pixels.decode_image(data)
+            img = pixels.decode_image(data, caps.max_pixels)
         del data
         arr = pixels.to_cache(img, job.cache_size)
     except Rejected as exc:

@@ -85,6 +85,7 @@ class FileOutcome(BaseModel):
     outcome: Literal["queued", "duplicate", "rejected"]
     reason: str | None = None
     image_id: str | None = None
+    message: str | None = None  # for a file over a cap (too_large, too_many_members): which limit
 
 
 class UploadResult(BaseModel):

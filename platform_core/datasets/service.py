@@ -22,6 +22,7 @@ from platform_core.datasets.schemas import (
     LabelCounts,
 )
 from platform_core.datasets.uploads import UploadBatch
+from platform_core.dicom.read import Caps
 from platform_core.errors import Invalid, NotFound
 from platform_core.ids import new_id
 from platform_core.storage import ObjectStore
@@ -117,7 +118,10 @@ def ingest_uploads(
     manifest: bytes | None = None,
 ) -> list[FileOutcome]:
     """Each file (or zip member) independently: a bad one is rejected with its reason, others go on."""
-    with Ingestor(session, store, secret, dataset) as ingestor, UploadBatch(ingestor, settings) as batch:
+    with (
+        Ingestor(session, store, secret, dataset, caps=Caps.of(settings)) as ingestor,
+        UploadBatch(ingestor, settings) as batch,
+    ):
         if manifest is not None:
             batch.manifest(manifest)
         for upload in uploads:
@@ -135,7 +139,10 @@ def ingest_stream(
     blocks: Iterable[bytes],
 ) -> list[FileOutcome]:
     """A multipart/form-data body (`files` parts, an optional `manifest`) ingested as it streams in."""
-    with Ingestor(session, store, secret, dataset) as ingestor, UploadBatch(ingestor, settings) as batch:
+    with (
+        Ingestor(session, store, secret, dataset, caps=Caps.of(settings)) as ingestor,
+        UploadBatch(ingestor, settings) as batch,
+    ):
         parts.stream_parts(boundary, blocks, batch.part)
         if not batch.files:
             raise Invalid("send at least one part named 'files'", param="files")

@@ -16,6 +16,7 @@ from platform_core.datasets import parts
 from platform_core.datasets.ingest import Ingestor
 from platform_core.datasets.models import Dataset as DatasetRow
 from platform_core.datasets.parts import Part
+from platform_core.dicom.read import Caps
 from platform_core.errors import BadRequest, UnsupportedMediaType
 
 CANNOT_UNDERSTAND = 0xC000
@@ -61,7 +62,7 @@ def store_stream(
 ) -> StowResult:
     """Each part through the same pipeline as /files as soon as it has arrived (one held at a time);
     the reply echoes the sender's own UIDs only."""
-    with Ingestor(session, store, secret, dataset) as ingestor:
+    with Ingestor(session, store, secret, dataset, caps=Caps.of(settings)) as ingestor:
         stow = _Stow(ingestor, settings)
         parts.stream_parts(boundary, blocks, stow.part)
         return stow.finish()

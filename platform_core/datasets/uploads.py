@@ -50,6 +50,7 @@ def limits(settings: Settings) -> archives.Limits:
         max_total_bytes=settings.max_zip_uncompressed_bytes,
         max_ratio=settings.max_zip_ratio,
         max_member_bytes=settings.max_upload_bytes,
+        max_members=settings.max_zip_members,
     )
 
 
@@ -108,7 +109,7 @@ class UploadBatch:
                     else:
                         self._one(index, name, member.data, member.path)
             except Rejected as exc:
-                self._record(index, filename, self.ingestor.reject(exc.reason))
+                self._record(index, filename, self.ingestor.reject(exc.reason, message=exc.detail))
             return
         limit = self.settings.max_upload_bytes
         if size is not None and size > limit:  # known from the part: refuse without reading it
@@ -170,5 +171,6 @@ class UploadBatch:
 
 def _outcome(index: int, filename: str, result: Outcome) -> FileOutcome:
     return FileOutcome(
-        index=index, filename=filename, outcome=result.outcome, reason=result.reason, image_id=result.image_id
-    )
+        index=index, filename=filename, outcome=result.outcome, reason=result.reason,
+        image_id=result.image_id, message=result.message,
+    )  # fmt: skip

@@ -13,16 +13,24 @@ from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 from pydicom.pixels.utils import pixel_array
 
-from platform_core.dicom.read import Rejected
+from platform_core.dicom.read import DEFAULT_MAX_PIXELS, Rejected, check_pixels, over_pixels
 
 # Below this spread (on the 0..1 scale after windowing) an image is blank, saturated or a test pattern.
 ARTIFACT_STD = 0.01
 # Integer images whose stored values span at most this many codes go through a lookup table.
 MAX_LUT_ENTRIES = 1 << 17
+# PIL's own bomb guard (a warning past it, an error past twice it) as a backstop behind MAX_PIXELS,
+# which decode_image checks from the header first; open_image raises it for a larger configured cap.
+Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
 
 
-def decode(ds: Dataset) -> np.ndarray:
-    """The first frame as float32 grayscale, presentation-ready (LUTs applied, MONOCHROME1 inverted)."""
+def decode(ds: Dataset, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The first frame as float32 grayscale, presentation-ready (LUTs applied, MONOCHROME1 inverted).
+
+    The header's size is checked against `max_pixels` first: an RLE or JPEG file can declare far
+    more pixels than its bytes hold, and decoding would allocate them all.
+    """
+    check_pixels(ds, max_pixels)
     try:
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         arr = pixel_array(ds, index=0 if frames > 1 else None)
@@ -60,10 +68,31 @@ def _presentation(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     return np.asarray(apply_voi_lut(apply_modality_lut(arr, ds), ds, index=0), dtype=np.float32)
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """PNG/JPEG bytes -> float32 grayscale (for image datasets such as MURA or ChestX-ray14)."""
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """PNG/JPEG opened lazily (header only) and its declared size checked against `max_pixels`.
+
+    Raises Rejected: `too_large` past the cap, `undecodable` when the header cannot be read.
+    """
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise Rejected("too_large", f"the image is over {max_pixels:,} pixels (MEDTUNE_MAX_PIXELS)") from None
+    except Exception:
+        raise Rejected("undecodable") from None
+    width, height = img.size
+    if width * height > max_pixels:
+        img.close()
+        raise Rejected("too_large", over_pixels(width * height, max_pixels))
+    return img
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """PNG/JPEG bytes -> float32 grayscale (for image datasets such as MURA or ChestX-ray14)."""
+    img = open_image(data, max_pixels)
+    try:
+        with img:
             img.load()
             if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 return np.asarray(img, dtype=np.float32)

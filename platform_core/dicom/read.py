@@ -1,23 +1,59 @@
-"""Parse uploaded bytes into a pydicom Dataset in memory, or say why not (not_dicom, corrupt)."""
+"""Parse uploaded bytes into a pydicom Dataset in memory, or say why not (not_dicom, corrupt, too_large).
+
+Sizes are checked before the work they bound: a Deflated Explicit VR Little Endian body is inflated
+here, as a stream, under `Caps.max_inflated_bytes` (pydicom would inflate all of it at once), and an
+image whose header declares more than `Caps.max_pixels` is refused before anything decodes it.
+"""
 
 from __future__ import annotations
 
 import io
+import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydicom import dcmread
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+
+if TYPE_CHECKING:
+    from platform_core.config import Settings
 
 PREAMBLE_END = 132
+DEFAULT_MAX_PIXELS = 64_000_000  # Settings.max_pixels
+DEFAULT_MAX_INFLATED_BYTES = 2 * 1024**3  # Settings.max_upload_bytes
+# Compressed bytes fed per step (what zlib copies back as unconsumed input each step stays this small)
+# and inflated bytes taken per step (what one step may allocate).
+INFLATE_INPUT = 16 * 1024
+INFLATE_OUTPUT = 4 * 1024 * 1024
 
 
 class Rejected(Exception):
-    """A file the pipeline refuses, with the reason users see."""
+    """A file the pipeline refuses, with the reason users see (and, for caps, which limit it broke)."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(reason if detail is None else f"{reason}: {detail}")
         self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Caps:
+    """The size limits every stage checks before it works (from Settings; the defaults are Settings')."""
+
+    max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    @classmethod
+    def of(cls, settings: Settings) -> Caps:
+        return cls(settings.max_inflated_bytes or settings.max_upload_bytes, settings.max_pixels)
+
+
+DEFAULT_CAPS = Caps()
 
 
 @dataclass(frozen=True)
@@ -30,22 +66,18 @@ def looks_like_dicom(head: bytes) -> bool:
     return len(head) >= PREAMBLE_END and head[128:132] == b"DICM"
 
 
-def parse(data: bytes) -> Parsed:
+def parse(data: bytes, caps: Caps = DEFAULT_CAPS) -> Parsed:
     """Read the whole header now, so a truncated or malformed file fails here, not later."""
     if len(data) < 8:
         raise Rejected("not_dicom")
-    try:
-        ds = dcmread(io.BytesIO(data), force=not looks_like_dicom(data))
-    except InvalidDicomError:
-        raise Rejected("not_dicom") from None
-    except Exception:
-        raise Rejected("corrupt" if looks_like_dicom(data) else "not_dicom") from None
+    ds = load(data, caps)
     if not looks_like_dicom(data) and "SOPClassUID" not in ds:
         # force=True reads anything; without the DICM marker demand a real header.
         raise Rejected("not_dicom")
     try:
         for _elem in ds.iterall():
             pass
+        check_pixels(ds, caps.max_pixels)
         if "PixelData" in ds:
             _check_native_length(ds)
     except Rejected:
@@ -53,6 +85,93 @@ def parse(data: bytes) -> Parsed:
     except Exception:
         raise Rejected("corrupt") from None
     return Parsed(ds, len(data))
+
+
+def load(data: bytes, caps: Caps = DEFAULT_CAPS) -> Dataset:
+    """dcmread, except that a deflated body is inflated here under the cap (and stored inflated after)."""
+    try:
+        return dcmread(_inflated(data, caps.max_inflated_bytes), force=not looks_like_dicom(data))
+    except Rejected:
+        raise
+    except InvalidDicomError:
+        raise Rejected("not_dicom") from None
+    except Exception:
+        raise Rejected("corrupt" if looks_like_dicom(data) else "not_dicom") from None
+
+
+def check_pixels(ds: Dataset, max_pixels: int) -> None:
+    """Rows x Columns x frames x samples from the header against the cap, before any decode."""
+    try:
+        declared = (
+            int(ds.get("Rows", 0) or 0)
+            * int(ds.get("Columns", 0) or 0)
+            * max(1, int(ds.get("NumberOfFrames", 1) or 1))
+            * max(1, int(ds.get("SamplesPerPixel", 1) or 1))
+        )
+    except (TypeError, ValueError):
+        raise Rejected("corrupt") from None
+    if declared > max_pixels:
+        raise Rejected("too_large", over_pixels(declared, max_pixels))
+
+
+def over_pixels(declared: int, max_pixels: int) -> str:
+    return f"the image declares {declared:,} pixels; the limit is {max_pixels:,} (MEDTUNE_MAX_PIXELS)"
+
+
+def _inflated(data: bytes, cap: int) -> io.BytesIO:
+    """The file as pydicom should read it: a deflated body becomes Explicit VR Little Endian."""
+    fp = io.BytesIO(data)
+    if not looks_like_dicom(data):
+        return fp
+    fp.seek(PREAMBLE_END)
+    meta = FileMetaDataset(
+        read_dataset(fp, is_implicit_VR=False, is_little_endian=True, stop_when=_past_group_2)
+    )
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        fp.seek(0)
+        return fp
+    body = memoryview(data)[fp.tell() :]
+    _inflate(body, cap, None)  # a first pass that keeps nothing: a bomb costs time, not memory
+    out = io.BytesIO()
+    out.write(data[:PREAMBLE_END])
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    header = DicomBytesIO()
+    write_file_meta_info(header, meta, enforce_standard=False)  # updates the group length
+    out.write(header.getvalue())
+    _inflate(body, cap, out)
+    out.seek(0)
+    return out
+
+
+def _past_group_2(tag: int, vr: str | None, length: int) -> bool:
+    return tag >> 16 != 2
+
+
+def _inflate(body: memoryview, cap: int, out: io.BytesIO | None) -> int:
+    """Raw deflate (PS3.5 A.5) in bounded steps; past `cap` inflated bytes raises too_large."""
+    engine = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+
+    def emit(chunk: bytes) -> None:
+        nonlocal total
+        total += len(chunk)
+        if total > cap:
+            raise Rejected("too_large", f"it inflates past {cap:,} bytes (MEDTUNE_MAX_INFLATED_BYTES)")
+        if out is not None:
+            out.write(chunk)
+
+    try:
+        for pos in range(0, len(body), INFLATE_INPUT):
+            pending: bytes | memoryview = body[pos : pos + INFLATE_INPUT]
+            while pending and not engine.eof:
+                emit(engine.decompress(pending, INFLATE_OUTPUT))
+                pending = engine.unconsumed_tail
+            if engine.eof:
+                break
+        emit(engine.flush())
+    except zlib.error:
+        raise Rejected("corrupt") from None
+    return total
 
 
 def _check_native_length(ds: Dataset) -> None:

@@ -8,14 +8,13 @@ Nothing here writes or logs the bytes it is given.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from platform_core.dicom import pixels
-from platform_core.dicom.read import Rejected, looks_like_dicom, parse
+from platform_core.dicom.read import DEFAULT_CAPS, Caps, Rejected, looks_like_dicom, parse
 from platform_core.dicom.validate import Filters, check
 from platform_core.errors import Invalid, UnsupportedMediaType
 
@@ -24,7 +23,6 @@ if TYPE_CHECKING:  # torch is imported where tensors are made, so the API can re
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
-MAX_PIXELS = 100_000_000  # as ingestion: a decompression bomb is refused before decoding
 
 
 @dataclass(frozen=True)
@@ -80,16 +78,20 @@ def sniff(data: bytes) -> str:
     return "unknown"
 
 
-def cache_pixels(data: bytes, prep: Preprocessing) -> np.ndarray:
-    """The uint16 array ingestion would have written to the pixel cache for these bytes."""
+def cache_pixels(data: bytes, prep: Preprocessing, caps: Caps = DEFAULT_CAPS) -> np.ndarray:
+    """The uint16 array ingestion would have written to the pixel cache for these bytes.
+
+    Sizes are checked from the header before anything decodes: caps.max_pixels for every kind,
+    caps.max_inflated_bytes for deflated DICOM.
+    """
     kind = sniff(data)
     try:
         if kind in ("png", "jpeg"):
-            _check_image_size(data, prep)
-            img = pixels.decode_image(data)
+            _check_image_size(data, prep, caps)
+            img = pixels.decode_image(data, caps.max_pixels)
         else:
             try:
-                parsed = parse(data)
+                parsed = parse(data, caps)
             except Rejected as exc:
                 if exc.reason == "not_dicom":
                     raise UnsupportedMediaType(
@@ -97,22 +99,15 @@ def cache_pixels(data: bytes, prep: Preprocessing) -> np.ndarray:
                     ) from None
                 raise
             check(parsed.dataset, prep.filters)
-            img = pixels.decode(parsed.dataset)
+            img = pixels.decode(parsed.dataset, caps.max_pixels)
         return pixels.to_cache(img, prep.cache_size)
     except Rejected as exc:
-        raise Invalid(f"the image was rejected: {exc.reason}", param="file") from None
+        raise Invalid(f"the image was rejected: {exc}", param="file") from None
 
 
-def _check_image_size(data: bytes, prep: Preprocessing) -> None:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-    except Exception:
-        raise Rejected("undecodable") from None
-    if width * height > MAX_PIXELS:
-        raise Rejected("too_large")
+def _check_image_size(data: bytes, prep: Preprocessing, caps: Caps) -> None:
+    with pixels.open_image(data, caps.max_pixels) as img:
+        width, height = img.size
     if min(width, height) < prep.min_image_size:
         raise Rejected("too_small")
 
@@ -130,9 +125,11 @@ def to_input(cached: np.ndarray, prep: Preprocessing) -> torch.Tensor:
     return out
 
 
-def preprocess(data: bytes, prep: Preprocessing) -> tuple[torch.Tensor, np.ndarray]:
+def preprocess(
+    data: bytes, prep: Preprocessing, caps: Caps = DEFAULT_CAPS
+) -> tuple[torch.Tensor, np.ndarray]:
     """(model input, the [0, 1] grey image at model size for overlays)."""
-    cached = cache_pixels(data, prep)
+    cached = cache_pixels(data, prep, caps)
     x = to_input(cached, prep)
     from platform_core.training.data import resize_uint16
 

@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from platform_core.config import Settings
+from platform_core.dicom.read import Caps
 from platform_core.errors import Conflict
 from platform_core.inference.preprocess import Preprocessing
 from platform_core.storage import ObjectStore
@@ -154,7 +155,8 @@ def predict(
     from platform_core.inference.preprocess import preprocess
 
     prep = Preprocessing.from_dict(manifest["preprocessing"])
-    inputs = [preprocess(body, prep) for body in bodies]  # every input is checked before any model work
+    caps = Caps.of(settings)
+    inputs = [preprocess(body, prep, caps) for body in bodies]  # every input is checked before model work
     eng = engine(settings)
     source = source_for(manifest, store)
     probs = eng.predict(source, [x for x, _ in inputs])

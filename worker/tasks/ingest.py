@@ -6,6 +6,7 @@ from sqlalchemy.exc import OperationalError
 
 from platform_core.datasets import ingest
 from platform_core.db.session import unit_of_work
+from platform_core.dicom.read import Caps
 from worker.app import celery_app
 from worker.context import context
 
@@ -29,7 +30,9 @@ def process_image(*image_ids: str) -> list[str | None]:
     ctx = context()
     with unit_of_work(ctx.sessions) as session:
         jobs = ingest.pending_pixels(session, image_ids)
-    results = ingest.build_caches(ctx.store, jobs.values(), secret=ctx.settings.resolved_secret())
+    results = ingest.build_caches(
+        ctx.store, jobs.values(), secret=ctx.settings.resolved_secret(), caps=Caps.of(ctx.settings)
+    )
     with unit_of_work(ctx.sessions) as session:
         statuses = ingest.record_pixels(session, results)
     for result in results:
