@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -74,8 +74,12 @@ class Auditor:
         self.principal = principal
         self.request_id = getattr(request.state, "request_id", None)
 
-    def __call__(self, action: str, resource_type: str, resource_id: str | None) -> None:
-        record_audit(self.session, self.principal, action, resource_type, resource_id, self.request_id)
+    def __call__(
+        self, action: str, resource_type: str, resource_id: str | None, details: dict[str, Any] | None = None
+    ) -> None:
+        record_audit(
+            self.session, self.principal, action, resource_type, resource_id, self.request_id, details
+        )
 
 
 AuditDep = Annotated[Auditor, Depends()]

@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from python_multipart.multipart import parse_options_header
 
 from api.deps import AuditDep, SessionDep, StateDep, require
+from api.routers import erasures
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
 from platform_core.datasets import labels, service
@@ -22,6 +23,7 @@ from platform_core.datasets.schemas import (
     LabelImport,
     UploadResult,
 )
+from platform_core.erasure.schemas import ErasureOut
 from platform_core.errors import BadRequest, UnsupportedMediaType
 
 router = APIRouter(tags=["datasets"])
@@ -182,6 +184,26 @@ def list_images(
         first_id=data[0].id if data else None,
         last_id=data[-1].id if data else None,
     )
+
+
+@router.delete("/datasets/{dataset_id}/images/{image_id}")
+def erase_image(
+    dataset_id: str, image_id: str, session: SessionDep, state: StateDep, principal: Writer, audit: AuditDep
+) -> ErasureOut:
+    """Erase one image everywhere (see platform_core.erasure); again: 200 with zero removed."""
+    out = erasures.eraser(session, state, principal).erase_image(dataset_id, image_id)
+    audit("erasure.image", "image", image_id, out.audit_details())
+    return out
+
+
+@router.delete("/datasets/{dataset_id}")
+def erase_dataset(
+    dataset_id: str, session: SessionDep, state: StateDep, principal: Writer, audit: AuditDep
+) -> ErasureOut:
+    """Erase every image of the dataset and delete it; jobs and model versions trained on it are flagged."""
+    out = erasures.eraser(session, state, principal).erase_dataset(dataset_id)
+    audit("erasure.dataset", "dataset", dataset_id, out.audit_details())
+    return out
 
 
 @router.get("/datasets/{dataset_id}/images/{image_id}/dicom")

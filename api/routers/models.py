@@ -50,7 +50,7 @@ def _version_out(session: Session, model: RegisteredModel, v: ModelVersion) -> V
         id=v.id, model=model.name, version=v.number, ref=f"{model.name}:{v.number}", status=v.status,
         job_id=v.job_id, epoch=v.epoch, aliases=service.version_aliases(session, v), test_auroc=v.test_auroc,
         mlflow_version=v.mlflow_version, loaded=serving.loaded(v.id), manifest=v.manifest,
-        created_at=v.created_at, archived_at=v.archived_at,
+        created_at=v.created_at, archived_at=v.archived_at, data_erased=v.data_erased,
     )  # fmt: skip
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
@@ -30,6 +30,7 @@ class AuditOut(BaseModel):
     resource_type: str
     resource_id: str | None
     request_id: str | None
+    details: dict[str, Any] | None = None
     created_at: datetime
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.routers import base_models, datasets, dicomweb, jobs, keys, models, projects, splits
+from api.routers import base_models, datasets, dicomweb, erasures, jobs, keys, models, projects, splits
 
 ROUTERS = [
     projects.router,
@@ -13,4 +13,5 @@ ROUTERS = [
     jobs.router,
     base_models.router,
     models.router,
+    erasures.router,
 ]

@@ -63,6 +63,7 @@ def get_manifest(dataset_id: str, split_id: str, session: SessionDep, principal:
         headers={
             "ETag": f'"{split.sha256}"',
             "X-Manifest-SHA256": split.sha256,
+            "X-Erased-Members": str(split.erased_members),  # > 0: served without them, sha256 as made
             "Content-Disposition": f'attachment; filename="{split.id}.csv"',
         },
     )

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -86,7 +87,9 @@ def record_audit(
     resource_type: str,
     resource_id: str | None,
     request_id: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> None:
+    """details: counts and pseudonyms only, never a value from a request."""
     session.add(
         AuditEvent(
             id=new_id("aud"),
@@ -96,6 +99,7 @@ def record_audit(
             resource_type=resource_type,
             resource_id=resource_id,
             request_id=request_id,
+            details=details,
         )
     )
 

@@ -17,11 +17,16 @@ from platform_core.ids import new_id
 
 
 def get_dataset(session: Session, project_id: str, dataset_id: str) -> Dataset | None:
-    return session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.project_id == project_id))
+    # A deleted dataset (platform_core.erasure) keeps its row for the jobs trained on it, for nobody else.
+    return session.scalar(
+        select(Dataset).where(
+            Dataset.id == dataset_id, Dataset.project_id == project_id, Dataset.deleted_at.is_(None)
+        )
+    )
 
 
 def list_datasets(session: Session, project_id: str, limit: int, after: str | None) -> Sequence[Dataset]:
-    q = select(Dataset).where(Dataset.project_id == project_id)
+    q = select(Dataset).where(Dataset.project_id == project_id, Dataset.deleted_at.is_(None))
     if after:
         q = q.where(Dataset.id < after)
     return session.scalars(q.order_by(Dataset.id.desc()).limit(limit)).all()

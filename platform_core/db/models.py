@@ -3,6 +3,7 @@
 from platform_core.auth.models import ApiKey, AuditEvent, Project
 from platform_core.datasets.models import Dataset, Image, Study, StudyLabel
 from platform_core.db.base import Base
+from platform_core.erasure.models import Erasure
 from platform_core.registry.models import BatchPrediction, ModelAlias, ModelVersion, RegisteredModel
 from platform_core.splits.models import DatasetVersion, DatasetVersionImage, Split, SplitAssignment
 from platform_core.training.jobs.models import BaseModelWeights, Job, JobCheckpoint, JobEvent, JobGroup
@@ -11,3 +12,4 @@ __all__ = ["ApiKey", "AuditEvent", "Base", "Dataset", "Image", "Project", "Study
 __all__ += ["DatasetVersion", "DatasetVersionImage", "Split", "SplitAssignment"]
 __all__ += ["BaseModelWeights", "Job", "JobCheckpoint", "JobEvent", "JobGroup"]
 __all__ += ["BatchPrediction", "ModelAlias", "ModelVersion", "RegisteredModel"]
+__all__ += ["Erasure"]

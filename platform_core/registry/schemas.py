@@ -42,6 +42,7 @@ class VersionOut(BaseModel):
     manifest: dict[str, Any]
     created_at: datetime
     archived_at: datetime | None
+    data_erased: bool = False  # trained on images erased since: flagged, not retrained; no alias
 
 
 class ModelOut(BaseModel):

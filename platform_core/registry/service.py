@@ -154,6 +154,7 @@ def promote(
         prefix=prefix,
         adapter_sha256=adapter_sha,
         test_auroc=macro.get("auroc"),
+        data_erased=job.data_erased,
     )
     session.add(version)
     session.flush()
@@ -274,6 +275,12 @@ def set_alias(session: Session, project_id: str, name: str, alias: str, body: Al
     version = version_by_number(session, model, body.version)
     if version.status == "archived":
         raise Gone(f"version {name}:{body.version} is archived", param="version")
+    if version.data_erased:
+        raise Conflict(
+            f"version {name}:{body.version} was trained on images erased since; it cannot take an alias "
+            "(train a new job on a new split and promote that)",
+            param="version",
+        )
     current = session.scalar(
         select(ModelAlias).where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)
     )

@@ -58,6 +58,7 @@ class SplitOut(BaseModel):
     algorithm: str
     sha256: str
     counts: dict[str, SplitCounts]
+    erased_members: int = 0  # images of the manifest erased since; sha256 is of the manifest as made
     created_at: datetime
 
     @classmethod
@@ -83,6 +84,7 @@ class SplitOut(BaseModel):
                 for k in SPLITS
                 if k in split.counts
             },
+            erased_members=split.erased_members,
             created_at=split.created_at,
         )
 
@@ -98,6 +100,7 @@ class VersionOut(BaseModel):
     images: int
     studies: int
     patients: int
+    erased_members: int = 0  # images of the version erased since it was frozen
     created_at: datetime
 
     @classmethod
@@ -112,5 +115,6 @@ class VersionOut(BaseModel):
             images=v.image_count,
             studies=v.study_count,
             patients=v.patient_count,
+            erased_members=v.erased_members,
             created_at=v.created_at,
         )

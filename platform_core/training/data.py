@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from platform_core.dicom import cache
+from platform_core.erasure.marks import DataErased
 from platform_core.errors import Invalid
 
 if TYPE_CHECKING:
@@ -62,7 +63,12 @@ def load_pixels(
     out = np.empty((len(samples), size, size), dtype=np.uint16)
 
     def one(i: int) -> None:
-        out[i] = resize_uint16(cache.decode(store.get_bytes(samples[i].cache_key)), size)
+        try:
+            data = store.get_bytes(samples[i].cache_key)
+        except KeyError:
+            # No image id in the message: it outlives the erasure in the job's record.
+            raise DataErased("an image of the split was erased while the job read the pixel cache") from None
+        out[i] = resize_uint16(cache.decode(data), size)
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         for done, _ in enumerate(pool.map(one, range(len(samples))), start=1):

@@ -213,7 +213,8 @@ def resolve_hyperparameters(
 
 def training_rows(session: Session, job: Job) -> tuple[Any, list[str]]:
     """The job's verified split and label names; makes the split first when the job asked for one."""
-    from platform_core.splits import checks
+    from platform_core.erasure.marks import split_erased
+    from platform_core.splits import checks, repository
     from platform_core.splits import service as splits
     from platform_core.splits.models import DatasetVersion
 
@@ -228,6 +229,9 @@ def training_rows(session: Session, job: Job) -> tuple[Any, list[str]]:
         )
         job.split_id = split.id
         session.flush()
+    record = repository.get_split(session, job.split_id, job.project_id)
+    if record.erased_members:
+        raise split_erased(record.id, record.erased_members)
     verified = checks.verify(session, job.split_id, job.project_id)
     version = session.get(DatasetVersion, verified.record.dataset_version_id)
     assert version is not None
@@ -379,6 +383,7 @@ def job_out(job: Job) -> JobOut:
         mlflow_url=job.mlflow_url,
         adapter={"key": job.adapter_key, "sha256": job.adapter_sha256} if job.adapter_key else None,
         attempts=job.attempts,
+        data_erased=job.data_erased,
     )
 
 

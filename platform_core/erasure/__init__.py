@@ -1,0 +1,1 @@
+"""Erasure on request: images, datasets and a patient's images removed everywhere, with a record."""
