@@ -107,3 +107,40 @@ class WorkerProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def redis_worker_stack(
+    tmp_path: Path, pg_url: str, redis_url: str, prefix: str
+) -> tuple[dict[str, str], Any]:
+    """The MEDTUNE_* environment of a real worker process and the same Settings for an API in this one:
+    committed PostgreSQL, a file object store, and a Redis database of its own, so that workers of
+    other test runs do not take these tasks."""
+    import random
+
+    from platform_core.config import Settings
+
+    broker = f"{redis_url.rstrip('/')}/{random.randint(1, 15)}"
+    env = {
+        "MEDTUNE_DATA_DIR": str(tmp_path / "data"),
+        "MEDTUNE_DATABASE_URL": pg_url,
+        "MEDTUNE_OBJECT_STORE_URL": f"file://{tmp_path / 'objects'}",
+        "MEDTUNE_BROKER_URL": broker,
+        "MEDTUNE_RESULT_BACKEND": broker,
+        "MEDTUNE_DEID_SECRET": f"{prefix}-" + secrets.token_hex(16),
+    }
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=pg_url, object_store_url=env["MEDTUNE_OBJECT_STORE_URL"],
+        broker_url=broker, result_backend=broker, deid_secret=env["MEDTUNE_DEID_SECRET"],
+    )  # fmt: skip
+    return env, settings
+
+
+def bearer(state: Any, prefix: str) -> dict[str, str]:
+    """The Authorization header of an all-scopes key of a new project, committed."""
+    from platform_core.auth import service
+
+    with state.sessions() as s:
+        project = service.create_project(s, f"{prefix}-{secrets.token_hex(4)}")
+        _key, raw = service.create_key(s, project)
+        s.commit()
+    return {"Authorization": f"Bearer {raw}"}

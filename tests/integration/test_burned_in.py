@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +10,11 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy import select
 
-from platform_core.config import Settings
 from platform_core.datasets.ingest import process_images
 from platform_core.datasets.models import Image as ImageRow
+from platform_core.db.models import Base
 from tests.fixtures_dicom import radiograph, to_bytes
-from tests.services import WorkerProcess, wait_for
+from tests.services import WorkerProcess, bearer, redis_worker_stack, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -95,32 +93,15 @@ def test_a_real_worker_rejects_burned_in_phi_and_accepts_a_marker(tmp_path: Path
     from fastapi.testclient import TestClient
 
     from api.app import build_state, create_app
-    from platform_core.auth import service
 
-    broker = f"{redis_url.rstrip('/')}/{random.randint(1, 15)}"
-    env = {
-        "MEDTUNE_DATA_DIR": str(tmp_path / "data"),
-        "MEDTUNE_DATABASE_URL": pg_url,
-        "MEDTUNE_OBJECT_STORE_URL": f"file://{tmp_path / 'objects'}",
-        "MEDTUNE_BROKER_URL": broker,
-        "MEDTUNE_RESULT_BACKEND": broker,
-        "MEDTUNE_DEID_SECRET": "ocr-" + secrets.token_hex(16),
-    }
-    settings = Settings(
-        data_dir=tmp_path / "data", database_url=pg_url, broker_url=broker, result_backend=broker,
-        object_store_url=env["MEDTUNE_OBJECT_STORE_URL"], deid_secret=env["MEDTUNE_DEID_SECRET"],
-    )  # fmt: skip
+    env, settings = redis_worker_stack(tmp_path, pg_url, redis_url, "ocr")
     state = build_state(settings)
-    with state.sessions() as s:
-        project = service.create_project(s, f"ocr-{secrets.token_hex(4)}")
-        _key, raw = service.create_key(s, project)
-        s.commit()
-    auth = {"Authorization": f"Bearer {raw}"}
+    auth = bearer(state, "ocr")
     worker = WorkerProcess(env, tmp_path / "worker.log", queues="ingest").start()
     try:
         with TestClient(create_app(state=state)) as client:
             screened, unscreened = create(client, auth), create(client, auth, burned_in_text="off")
-            upload(client, auth, screened, identified(11), marked(12))
+            bad, good = upload(client, auth, screened, identified(11), marked(12))
             upload(client, auth, unscreened, identified(13))
 
             def counts(ds_id: str) -> Any:
@@ -130,11 +111,17 @@ def test_a_real_worker_rejects_burned_in_phi_and_accepts_a_marker(tmp_path: Path
             first = wait_for(lambda: counts(screened), 120, interval=0.5, what="the screen in the worker")
             assert (first["accepted"], first["rejected"]) == (1, {"burned_in_phi": 1}), worker.output()[-999:]
             second = wait_for(lambda: counts(unscreened), 60, interval=0.5, what="the unscreened dataset")
-            assert (second["accepted"], second["rejected"]) == (1, {}), worker.output()[-2000:]
+            assert (second["accepted"], second["rejected"]) == (1, {}), worker.output()[-999:]
+        with state.sessions() as s:
+            rows = {r.id: r for r in s.scalars(select(ImageRow).where(ImageRow.id.in_([bad, good])))}
+            assert (rows[bad].reason, rows[good].status) == ("burned_in_phi", "accepted")
+            assert all(r.screen_hashes is None for r in rows.values())
+            tables = Base.metadata.sorted_tables
+            dumped = "\n".join(repr(tuple(row)) for t in tables for row in s.execute(select(t)))
         log = worker.output()
         assert "ingest.process_image" in log
         for value in VALUES:
-            assert value not in log
+            assert value not in log and value not in dumped
         assert len(list(state.store.list(f"datasets/{screened}/dicom/"))) == 1
     finally:
         worker.stop()

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import io
-import random
-import secrets
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from platform_core.config import Settings
 from tests.fixtures_dicom import PLANTED, radiograph, to_bytes
-from tests.services import WorkerProcess, wait_for
+from tests.services import WorkerProcess, bearer, redis_worker_stack, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -21,33 +18,11 @@ def test_worker_builds_the_pixel_cache(tmp_path: Path, pg_url: str, redis_url: s
     from fastapi.testclient import TestClient
 
     from api.app import build_state, create_app
-    from platform_core.auth import service
     from platform_core.dicom import cache
 
-    # A Redis database of its own, so workers of other test runs do not take these tasks.
-    broker = f"{redis_url.rstrip('/')}/{random.randint(1, 15)}"
-    env = {
-        "MEDTUNE_DATA_DIR": str(tmp_path / "data"),
-        "MEDTUNE_DATABASE_URL": pg_url,
-        "MEDTUNE_OBJECT_STORE_URL": f"file://{tmp_path / 'objects'}",
-        "MEDTUNE_BROKER_URL": broker,
-        "MEDTUNE_RESULT_BACKEND": broker,
-        "MEDTUNE_DEID_SECRET": "e2e-" + secrets.token_hex(16),
-    }
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=pg_url,
-        object_store_url=env["MEDTUNE_OBJECT_STORE_URL"],
-        broker_url=broker,
-        result_backend=broker,
-        deid_secret=env["MEDTUNE_DEID_SECRET"],
-    )
+    env, settings = redis_worker_stack(tmp_path, pg_url, redis_url, "e2e")
     state = build_state(settings)
-    with state.sessions() as s:
-        project = service.create_project(s, f"e2e-{secrets.token_hex(4)}")
-        _key, raw = service.create_key(s, project)
-        s.commit()
-    auth = {"Authorization": f"Bearer {raw}"}
+    auth = bearer(state, "e2e")
     worker = WorkerProcess(env, tmp_path / "worker.log", queues="ingest").start()
     try:
         with TestClient(create_app(state=state)) as client:
