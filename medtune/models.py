@@ -42,9 +42,39 @@ class DatasetOptions(Resource):
     min_image_size: int = 128
     modalities: list[str] = Field(default_factory=lambda: ["CR", "DX"])
     cache_size: int = 512
-    dates: str = "shift"
+    dates: str = "shift"  # shift | remove | keep
     retain_patient_characteristics: bool = False
+    retain_device_identity: bool = False
+    retain_institution_identity: bool = False
+    retain_safe_private: bool = False
     burned_in_annotation: str = "reject"
+
+
+class DeidMethod(Resource):
+    option: str
+    code: str
+    meaning: str = ""
+
+
+class DeidKept(Resource):
+    attribute: str
+    option: str
+    files: int = 0
+
+
+class DeidReport(Resource):
+    """What de-identification did in a dataset: counts per action, attributes options kept,
+    rejections by reason. Never a value."""
+
+    dataset_id: str
+    object: str = "deid_report"
+    profile: str = ""
+    allowlist: str = ""
+    methods: list[DeidMethod] = Field(default_factory=list)
+    files: int = 0
+    actions: dict[str, int] = Field(default_factory=dict)
+    kept: list[DeidKept] = Field(default_factory=list)
+    rejected: dict[str, int] = Field(default_factory=dict)
 
 
 class LabelCounts(Resource):

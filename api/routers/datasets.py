@@ -14,7 +14,8 @@ from api.deps import AuditDep, SessionDep, StateDep, require
 from api.routers import erasures
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
-from platform_core.datasets import labels, service
+from platform_core.datasets import deid_report, labels, service
+from platform_core.datasets.deid_report import DeidReport
 from platform_core.datasets.schemas import (
     DatasetCreate,
     DatasetOut,
@@ -126,6 +127,12 @@ def list_datasets(
 @router.get("/datasets/{dataset_id}")
 def get_dataset(dataset_id: str, session: SessionDep, principal: Reader) -> DatasetOut:
     return service.dataset_out(session, service.get_dataset(session, principal.project_id, dataset_id))
+
+
+@router.get("/datasets/{dataset_id}/deid-report")
+def get_deid_report(dataset_id: str, session: SessionDep, principal: Reader) -> DeidReport:
+    """What de-identification did in this dataset: counts per action, attributes options kept, rejections."""
+    return deid_report.build(session, service.get_dataset(session, principal.project_id, dataset_id))
 
 
 @router.post(

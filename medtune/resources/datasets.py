@@ -14,7 +14,7 @@ import httpx
 
 from medtune._progress import NullProgress, upload_bar, wanted
 from medtune.errors import APIConnectionError, APIError
-from medtune.models import Dataset, FileOutcome, Image, LabelImport, UploadResult
+from medtune.models import Dataset, DeidReport, FileOutcome, Image, LabelImport, UploadResult
 from medtune.pagination import AsyncPage, Page
 from medtune.resources._base import AsyncResource, SyncResource, id_of
 from medtune.resources._files import (
@@ -187,6 +187,10 @@ class Datasets(SyncResource):
         params = {"status": status, "limit": limit, "after": after}
         return self._client.page(f"/v1/datasets/{id_of(dataset)}/images", Image, params)
 
+    def deid_report(self, dataset: str | Dataset) -> DeidReport:
+        """What de-identification did in the dataset: counts per action, what options kept, rejections."""
+        return self._client.get(f"/v1/datasets/{id_of(dataset)}/deid-report", DeidReport)
+
     def download_dicom(self, dataset: str | Dataset, image_id: str) -> bytes:
         """The de-identified DICOM of one image."""
         return self._client.request(
@@ -285,6 +289,9 @@ class AsyncDatasets(AsyncResource):
     ) -> AsyncPage[Image]:
         params = {"status": status, "limit": limit, "after": after}
         return await self._client.page(f"/v1/datasets/{id_of(dataset)}/images", Image, params)
+
+    async def deid_report(self, dataset: str | Dataset) -> DeidReport:
+        return await self._client.get(f"/v1/datasets/{id_of(dataset)}/deid-report", DeidReport)
 
     async def download_dicom(self, dataset: str | Dataset, image_id: str) -> bytes:
         response = await self._client.request(

@@ -19,12 +19,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from platform_core.datasets import repository
+from platform_core.datasets import deid_report, repository
 from platform_core.datasets.models import Dataset
 from platform_core.datasets.schemas import DatasetOptions
 from platform_core.db import outbox
 from platform_core.dicom import burned_in, cache, pixels
-from platform_core.dicom.deid import Deidentifier, Options
+from platform_core.dicom.deid import Deidentifier
 from platform_core.dicom.read import DEFAULT_CAPS, Caps, Rejected, load, parse
 from platform_core.dicom.validate import Filters, check
 from platform_core.ids import new_id
@@ -96,7 +96,7 @@ def filters_of(opts: DatasetOptions) -> Filters:
 
 
 def deidentifier(secret: str, opts: DatasetOptions) -> Deidentifier:
-    return Deidentifier(secret, Options(opts.dates, opts.retain_patient_characteristics))
+    return Deidentifier(secret, deid_report.deid_options(opts))
 
 
 class Ingestor:
@@ -120,6 +120,7 @@ class Ingestor:
         self.queued: list[str] = []
         self.duplicates = 0
         self.puts = Puts(store)
+        self.tally = deid_report.Tally()  # what de-identification did, added to the dataset's in finish()
         self.stored: list[str] = []  # keys this transaction wrote: removed again if it fails
         if session.get_bind().dialect.name == "sqlite":
             # SQLite: take the write lock now (waiting on busy_timeout), before this transaction reads.
@@ -203,7 +204,7 @@ class Ingestor:
             sex=result.sex,
             age_years=result.age_years,
         )
-        return self.add(
+        outcome = self.add(
             f"datasets/{self.dataset.id}/dicom/{result.sop_instance_uid_pseudonym}.dcm",
             buf.getvalue(),
             DICOM_TYPE,
@@ -219,6 +220,9 @@ class Ingestor:
             view_position=_short(ds.get("ViewPosition"), 16),
             screen_hashes=screen,
         )
+        if outcome.outcome == "queued":
+            self.tally.add(result)
+        return outcome
 
     def screen_hashes(self, ds: Any) -> list[str] | None:
         """Keyed hashes of the identifying words the worker's burned-in text screen looks for."""
@@ -229,6 +233,7 @@ class Ingestor:
     def finish(self) -> None:
         """Wait for the objects, count duplicates, queue the pixel work (sent after the commit)."""
         self.puts.wait()
+        self.tally.flush(self.session, self.dataset.id)
         if self.duplicates:
             repository.add_duplicates(self.session, self.dataset.id, self.duplicates)
             self.duplicates = 0

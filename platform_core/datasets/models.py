@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from platform_core.db.base import Base, TimestampMixin
@@ -89,3 +89,19 @@ class Image(TimestampMixin, Base):
     # Keyed HMACs of the header's names, IDs and birth date for the burned-in text screen
     # (platform_core.dicom.burned_in); NULL once the pixels are screened, and never a value.
     screen_hashes: Mapped[list[Any] | None]
+
+
+class DeidCount(Base):
+    """What de-identification did in a dataset, summed over its uploads (platform_core.datasets.deid_report).
+
+    Counts and attribute keywords only, never a value: one row per action, and one per attribute an
+    option kept. Uploads add to the rows in one upsert each, so concurrent uploads lose no count.
+    """
+
+    __tablename__ = "dataset_deid_counts"
+
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # action | kept
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)  # the action, or the keyword kept
+    option: Mapped[str | None] = mapped_column(String(40))  # kept: the option that kept it
+    count: Mapped[int] = mapped_column(BigInteger, default=0)

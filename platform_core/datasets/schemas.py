@@ -14,8 +14,12 @@ class DatasetOptions(BaseModel):
     min_image_size: int = Field(128, ge=1, le=8192)
     modalities: list[str] = Field(default_factory=lambda: ["CR", "DX"], min_length=1)
     cache_size: int = Field(512, ge=16, le=4096)
-    dates: Literal["shift", "remove"] = "shift"
+    # PS3.15 retain options (platform_core.dicom.deid): dates shifted per patient, removed, or kept whole.
+    dates: Literal["shift", "remove", "keep"] = "shift"
     retain_patient_characteristics: bool = False
+    retain_device_identity: bool = False
+    retain_institution_identity: bool = False
+    retain_safe_private: bool = False  # only the private attributes listed in deid-safe-private.json
     burned_in_annotation: Literal["reject", "accept"] = "reject"
     # OCR the pixels and reject an image whose text is one of its own header's identifying values.
     burned_in_text: Literal["screen", "off"] = "screen"

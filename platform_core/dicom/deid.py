@@ -1,20 +1,19 @@
-"""De-identification in memory per DICOM PS3.15 Annex E Table E.1-1, driven by the standard's table as data.
+"""De-identification in memory per DICOM PS3.15 Annex E Table E.1-1, at every depth, safe by default.
 
-The Basic Application Level Confidentiality Profile, plus the options a dataset asks for: dates shifted
-per patient (Retain Longitudinal Temporal Information with Modified Dates) and, optionally, Retain
-Patient Characteristics. Pseudonyms and UIDs are HMAC-SHA256 of the original value under the
-deployment secret, so the same patient or UID maps to the same value in every file and upload.
+The Basic Application Level Confidentiality Profile applied to every attribute at every nesting level,
+the file meta rebuilt, and everything the table does not list removed unless the allowlist
+(platform_core/dicom/data/deid-allowlist.json) keeps it. The retain options a dataset asks for keep
+what their column of the table (or the allowlist's options) names. Pseudonyms and UIDs are
+HMAC-SHA256 of the original value under the deployment secret, so the same patient or UID maps to the
+same value in every file and upload. Rules live in deid_rules, value rewriting in deid_values.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, timedelta
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from pydicom.dataelem import DataElement
@@ -22,83 +21,31 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
-TABLE_PATH = Path(__file__).parent / "data" / "ps3.15-table-e1-1-confidentiality-profile-2024b.json"
+from platform_core.dicom import deid_rules as rules
+from platform_core.dicom.deid_rules import CODES, Allowlist, Profile, load_allowlist, load_profile
+from platform_core.dicom.deid_values import DateShift, age_years, dummy
+
+__all__ = [
+    "CODES",
+    "Deidentifier",
+    "Options",
+    "Result",
+    "key_hmac",
+    "load_profile",
+    "pseudo_uid",
+    "pseudonym",
+]
 
 PATIENT_ID = 0x00100020
 PATIENT_NAME = 0x00100010
-SOP_INSTANCE_UID = 0x00080018
-
-# DeidentificationMethodCodeSequence codes (CID 7050) for the profile and the options applied.
-CODE_BASIC = ("113100", "Basic Application Confidentiality Profile")
-CODE_MODIFIED_DATES = ("113107", "Retain Longitudinal Temporal Information Modified Dates Option")
-CODE_PATIENT_CHARS = ("113108", "Retain Patient Characteristics Option")
-
-DUMMY = {
-    "DA": "19000101",
-    "DT": "19000101000000",
-    "TM": "000000",
-    "PN": "ANONYMOUS",
-    "DS": "0",
-    "IS": "0",
-    "AS": "000Y",
-    "CS": "ANONYMOUS",
-    "SH": "ANONYMOUS",
-    "LO": "ANONYMOUS",
-    "LT": "ANONYMOUS",
-    "ST": "ANONYMOUS",
-    "UT": "ANONYMOUS",
-    "UC": "ANONYMOUS",
-    "AE": "ANONYMOUS",
-}
-NUMERIC_VRS = {"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"}
-
-
-@dataclass(frozen=True)
-class Profile:
-    """The table as lookups: exact tags, and the repeating-group masks (50xx,xxxx), (60xx,3000)..."""
-
-    actions: dict[int, str]
-    masks: list[tuple[int, int, str]]  # (mask, value, action)
-    modified_dates: frozenset[int]  # rtnLongModifDatesOpt == C: shift instead of the basic action
-    patient_chars: frozenset[int]  # rtnPatCharsOpt == K
-
-
-def _resolve(action: str) -> str:
-    # Compound actions allow the choice by IOD type; keep the element (dummy or empty) rather than
-    # drop it, so type 1/2 attributes stay present. U* means: keep the sequence, replace its UIDs.
-    if action == "X/Z/U*":
-        return "U*"
-    if "D" in action:
-        return "D"
-    if "Z" in action:
-        return "Z"
-    return action
-
-
-@lru_cache
-def load_profile(path: Path = TABLE_PATH) -> Profile:
-    rows: list[dict[str, str]] = json.loads(path.read_text())
-    actions: dict[int, str] = {}
-    masks: list[tuple[int, int, str]] = []
-    dates: set[int] = set()
-    chars: set[int] = set()
-    for row in rows:
-        ident = row["id"].lower()
-        action = _resolve(row["basicProfile"])
-        if len(ident) != 8 or not all(c in "0123456789abcdefx" for c in ident):
-            continue  # the private-attributes row: handled by removing every odd group
-        if "x" in ident:
-            mask = int("".join("0" if c == "x" else "f" for c in ident), 16)
-            value = int(ident.replace("x", "0"), 16)
-            masks.append((mask, value, action))
-            continue
-        tag = int(ident, 16)
-        actions[tag] = action
-        if row.get("rtnLongModifDatesOpt") == "C":
-            dates.add(tag)
-        if row.get("rtnPatCharsOpt") == "K":
-            chars.add(tag)
-    return Profile(actions, masks, frozenset(dates), frozenset(chars))
+CODE_BASIC = CODES["basic"]
+CODE_MODIFIED_DATES = CODES[rules.MODIFIED_DATES]
+CODE_PATIENT_CHARS = CODES[rules.PATIENT_CHARS]
+DATE_VRS = frozenset({"DA", "DT", "TM"})
+# What the report counts, per file and per dataset.
+ACTIONS = ("removed", "emptied", "replaced", "pseudonymised", "shifted")
+# File meta elements the rebuilt header writes itself.
+META_REBUILT = frozenset({0x00020000, 0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012, 0x00020013})
 
 
 def _hmac(secret: str, purpose: str, value: str) -> bytes:
@@ -119,10 +66,19 @@ def pseudo_uid(secret: str, uid: str) -> str:
     return "2.25." + str(int.from_bytes(_hmac(secret, "uid", uid.strip())[:16], "big"))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Options:
-    dates: str = "shift"  # shift | remove
+    dates: str = "shift"  # shift | remove | keep
     retain_patient_characteristics: bool = False
+    retain_device_identity: bool = False
+    retain_institution_identity: bool = False
+    retain_safe_private: bool = False
+
+    def enabled(self) -> list[str]:
+        """The options on, by the names deid_rules uses, in CID 7050 order."""
+        on = [f"dates={self.dates}"] if self.dates in ("keep", "shift") else []
+        flags = (rules.PATIENT_CHARS, rules.DEVICE, rules.SAFE_PRIVATE, rules.INSTITUTION)
+        return on + [name for name in flags if getattr(self, name)]
 
 
 @dataclass
@@ -135,56 +91,47 @@ class Result:
     accession_hmac: str | None
     sex: str | None = None
     age_years: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # action -> attributes, never a value
+    kept: dict[str, str] = field(default_factory=dict)  # keyword -> the option that kept it
 
 
 class Deidentifier:
-    def __init__(self, secret: str, options: Options | None = None, profile: Profile | None = None) -> None:
+    def __init__(
+        self, secret: str, options: Options | None = None, profile: Profile | None = None,
+        allowlist: Allowlist | None = None,
+    ) -> None:  # fmt: skip
         self.secret = secret
         self.options = options or Options()
         self.profile = profile or load_profile()
+        self.allowlist = allowlist or load_allowlist()
+        self.enabled = frozenset(self.options.enabled())
+        self.safe_private = rules.load_safe_private() if self.options.retain_safe_private else frozenset()
 
     def patient_key(self, ds: Dataset) -> str:
         pid = str(ds.get("PatientID", "") or "").strip()
         # Without a PatientID every anonymous study would merge into one patient; keep them apart.
         return f"id:{pid}" if pid else f"study:{ds.get('StudyInstanceUID', '')}"
 
+    def date_shift(self, patient_key: str) -> DateShift:
+        # One shift per patient, 1..3650 days and 0..86399 seconds back: intervals within a patient survive.
+        digest = _hmac(self.secret, "dateshift", patient_key)
+        return DateShift(
+            int.from_bytes(digest[:4], "big") % 3650 + 1, int.from_bytes(digest[4:8], "big") % 86400
+        )
+
     def __call__(self, ds: Dataset) -> Result:
-        """De-identify ds in place (and its file meta) and return it with its pseudonyms."""
+        """De-identify ds in place (and its file meta) and return it with its pseudonyms and counts."""
         patient_key = self.patient_key(ds)
         patient = pseudonym(self.secret, "patient", patient_key)
         study_uid = str(ds.get("StudyInstanceUID", "") or "")
         accession = str(ds.get("AccessionNumber", "") or "").strip()
         sex = str(ds.get("PatientSex", "") or "") or None
-        age = _age_years(str(ds.get("PatientAge", "") or ""))
-        offset = self._date_offset(patient_key)
+        age = age_years(str(ds.get("PatientAge", "") or ""))
 
-        self._clean(ds, offset)
-
-        ds.PatientID = patient
-        ds.PatientName = patient
-        ds.PatientIdentityRemoved = "YES"
-        codes = [CODE_BASIC]
-        method = "medtune PS3.15 E.1-1 Basic Profile"
-        if self.options.dates == "shift":
-            codes.append(CODE_MODIFIED_DATES)
-            method += "; dates shifted per patient"
-            ds.LongitudinalTemporalInformationModified = "MODIFIED"
-        else:
-            ds.LongitudinalTemporalInformationModified = "REMOVED"
-        if self.options.retain_patient_characteristics:
-            codes.append(CODE_PATIENT_CHARS)
-            method += "; patient characteristics retained"
-        ds.DeidentificationMethod = method
-        seq = []
-        for value, meaning in codes:
-            item = Dataset()
-            item.CodeValue = value
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = meaning
-            seq.append(item)
-        ds.DeidentificationMethodCodeSequence = Sequence(seq)
-        self._rebuild_meta(ds)
+        walk = Walk(self, patient, self.date_shift(patient_key))
+        walk.dataset(ds)
+        self._mark(ds, patient)
+        walk.counts["removed"] += self._rebuild_meta(ds)
         keep_chars = self.options.retain_patient_characteristics
         return Result(
             dataset=ds,
@@ -195,72 +142,32 @@ class Deidentifier:
             accession_hmac=key_hmac(self.secret, accession) if accession else None,
             sex=sex if keep_chars else None,
             age_years=age if keep_chars else None,
+            counts={a: walk.counts[a] for a in ACTIONS},
+            kept=walk.kept,
         )
 
-    def _date_offset(self, patient_key: str) -> timedelta:
-        # One offset per patient, 1..3650 days back: intervals within a patient survive.
-        days = int.from_bytes(_hmac(self.secret, "dateshift", patient_key)[:4], "big") % 3650 + 1
-        return timedelta(days=-days)
+    def _mark(self, ds: Dataset, patient: str) -> None:
+        """The patient's pseudonym and the PS3.15 markers of what was done."""
+        ds.PatientID = patient
+        ds.PatientName = patient
+        ds.PatientIdentityRemoved = "YES"
+        dates = self.options.dates
+        ds.LongitudinalTemporalInformationModified = {"shift": "MODIFIED", "keep": "UNMODIFIED"}.get(
+            dates, "REMOVED")  # fmt: skip
+        on = self.options.enabled()
+        ds.DeidentificationMethod = "medtune PS3.15 E.1-1 Basic Profile, allowlist" + "".join(
+            f"; {o}" for o in on
+        )
+        items = []
+        for name in ["basic", *on]:
+            item = Dataset()
+            item.CodeValue, item.CodeMeaning = CODES[name]
+            item.CodingSchemeDesignator = "DCM"
+            items.append(item)
+        ds.DeidentificationMethodCodeSequence = Sequence(items)
 
-    def _action(self, tag: int) -> str | None:
-        action = self.profile.actions.get(tag)
-        if action is not None:
-            return action
-        for mask, value, act in self.profile.masks:
-            if tag & mask == value:
-                return act
-        return None
-
-    def _clean(self, ds: Dataset, offset: timedelta) -> None:
-        ds.remove_private_tags()
-        drop: list[int] = []
-        for elem in ds:
-            tag = int(elem.tag)
-            action = self._action(tag)
-            if elem.VR == "SQ":
-                if action == "X":
-                    drop.append(tag)
-                    continue
-                for item in elem.value:
-                    self._clean(item, offset)
-                continue
-            if action is None or action == "K":
-                continue
-            if tag in self.profile.patient_chars and self.options.retain_patient_characteristics:
-                continue
-            if (
-                tag in self.profile.modified_dates
-                and self.options.dates == "shift"
-                and elem.VR in ("DA", "DT")
-            ):
-                elem.value = _shift(elem.value, elem.VR, offset)
-                continue
-            if tag in self.profile.modified_dates and self.options.dates == "shift" and elem.VR == "TM":
-                continue  # a time of day identifies nobody once the date has moved
-            if action in ("U", "U*"):
-                if elem.VR == "UI" and elem.value:
-                    elem.value = self._uid_value(elem.value)
-                else:
-                    drop.append(tag)
-            elif action == "X":
-                drop.append(tag)
-            elif action == "Z":
-                elem.value = None
-            elif action == "D":
-                if tag in (PATIENT_ID, PATIENT_NAME):
-                    continue  # replaced by the pseudonym afterwards
-                _dummy(elem)
-            else:  # an action this table version added that we do not know: the safe choice
-                drop.append(tag)
-        for tag in drop:
-            del ds[tag]
-
-    def _uid_value(self, value: Any) -> Any:
-        if not isinstance(value, str) and hasattr(value, "__iter__"):
-            return [pseudo_uid(self.secret, str(v)) for v in value]
-        return pseudo_uid(self.secret, str(value))
-
-    def _rebuild_meta(self, ds: Dataset) -> None:
+    def _rebuild_meta(self, ds: Dataset) -> int:
+        """A new file meta from the de-identified dataset; returns how many old elements it dropped."""
         old = getattr(ds, "file_meta", None)
         meta = FileMetaDataset()
         sop_class = ds.get("SOPClassUID") or (old.get("MediaStorageSOPClassUID") if old else None)
@@ -272,42 +179,121 @@ class Deidentifier:
         meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         meta.ImplementationVersionName = "MEDTUNE_0_1"
         ds.file_meta = meta
+        ds.preamble = b"\x00" * 128  # free-form bytes: they may carry anything
+        return sum(1 for e in old if int(e.tag) not in META_REBUILT) if old is not None else 0
 
 
-def _shift(value: Any, vr: str, offset: timedelta) -> Any:
-    if value is None or value == "":
-        return value
-    if not isinstance(value, str | bytes) and hasattr(value, "__iter__"):
-        return [_shift_one(str(v), vr, offset) for v in value]
-    return _shift_one(str(value), vr, offset)
+class Walk:
+    """One file's pass: every element at every depth, with the counts of what was done."""
 
+    def __init__(self, deid: Deidentifier, patient: str, shift: DateShift) -> None:
+        self.deid = deid
+        self.profile = deid.profile
+        self.patient = patient
+        self.shift = shift
+        self.counts: Counter[str] = Counter()
+        self.kept: dict[str, str] = {}
 
-def _shift_one(text: str, vr: str, offset: timedelta) -> str:
-    text = text.strip()
-    if len(text) < 8 or not text[:8].isdigit():
-        return ""  # ranges, partial or malformed dates: drop rather than guess
-    try:
-        day = date(int(text[:4]), int(text[4:6]), int(text[6:8])) + offset
-    except ValueError:
-        return ""
-    shifted = day.strftime("%Y%m%d")
-    return shifted if vr == "DA" else shifted + text[8:]
+    def dataset(self, ds: Dataset) -> None:
+        drop = [elem.tag for elem in ds if not self.element(ds, elem)]
+        for tag in drop:
+            del ds[tag]
 
+    def element(self, ds: Dataset, elem: DataElement) -> bool:
+        """Apply the rules to one element in place; False means remove it."""
+        tag = int(elem.tag)
+        if elem.tag.is_private:
+            return self._private(ds, elem)
+        if tag in (PATIENT_ID, PATIENT_NAME):
+            elem.value = self.patient  # nested copies too: the patient's pseudonym, never the original
+            self.counts["pseudonymised"] += 1
+            return True
+        if self._shiftable(tag, elem.VR):
+            elem.value = self.shift.value(elem.VR, elem.value)
+            self.counts["shifted"] += 1
+            return True
+        option = self._option(tag, elem.VR)
+        if option is not None:
+            self.kept[elem.keyword or f"{tag:08X}"] = option
+            self._items(elem)
+            return True
+        action = self.profile.action(tag)
+        if action is None:
+            return self._allowlisted(tag, elem)
+        if elem.VR == "SQ":
+            return self._sequence(elem, action)
+        return self._apply(elem, action)
 
-def _age_years(text: str) -> int | None:
-    text = text.strip().upper()
-    if len(text) != 4 or not text[:3].isdigit():
-        return None
-    n = int(text[:3])
-    return {"Y": n, "M": n // 12, "W": n // 52, "D": n // 365}.get(text[3])
+    def _option(self, tag: int, vr: str) -> str | None:
+        """The enabled option that keeps this tag, from the table's columns or the allowlist's options.
+        The dates option alone decides a date or time (a calibration date is not kept by device identity)."""
+        if vr in DATE_VRS and self.deid.options.dates != "keep":
+            return None
+        for option in self.profile.keeps.get(tag, ()):
+            if option in self.deid.enabled:
+                return option
+        extra = self.deid.allowlist.by_option.get(tag)
+        return extra if extra in self.deid.enabled else None
 
+    def _shiftable(self, tag: int, vr: str) -> bool:
+        return self.deid.options.dates == "shift" and tag in self.profile.modified_dates and vr in DATE_VRS
 
-def _dummy(elem: DataElement) -> None:
-    if elem.VR == "UI":
-        elem.value = "2.25.0"
-    elif elem.VR in DUMMY:
-        elem.value = DUMMY[elem.VR]
-    elif elem.VR in NUMERIC_VRS:
-        elem.value = 0
-    else:
-        elem.value = None
+    def _items(self, elem: DataElement) -> None:
+        if elem.VR == "SQ":
+            for item in elem.value:
+                self.dataset(item)
+
+    def _sequence(self, elem: DataElement, action: str) -> bool:
+        if action == "X":
+            self.counts["removed"] += 1
+            return False
+        if action in ("Z", "D"):  # never walked into: an empty sequence is the dummy
+            elem.value = Sequence()
+            self.counts["emptied" if action == "Z" else "replaced"] += 1
+            return True
+        self._items(elem)  # U, U*, K: keep the structure, each item by the same rules
+        return True
+
+    def _apply(self, elem: DataElement, action: str) -> bool:
+        if action == "Z":
+            elem.value = None
+            self.counts["emptied"] += 1
+            return True
+        if action == "D":
+            dummy(elem)
+            self.counts["replaced"] += 1
+            return True
+        if action in ("U", "U*") and elem.VR == "UI" and elem.value:
+            elem.value = self._uid_value(elem.value)
+            self.counts["pseudonymised"] += 1
+            return True
+        self.counts["removed"] += 1  # X, and any action this table version added that we do not know
+        return False
+
+    def _allowlisted(self, tag: int, elem: DataElement) -> bool:
+        allow = self.deid.allowlist
+        if tag in allow.tags and allow.value_ok(elem.VR, elem.value):
+            self._items(elem)
+            return True
+        self.counts["removed"] += 1
+        return False
+
+    def _private(self, ds: Dataset, elem: DataElement) -> bool:
+        """Removed, unless the safe-private option is on and the attribute is listed as safe."""
+        if self.deid.safe_private:
+            group, number = elem.tag.group, elem.tag.element
+            creator_tag = (group << 16) | (number >> 8) if number > 0xFF else int(elem.tag)
+            creator = str(ds[creator_tag].value) if creator_tag in ds else ""
+            listed = {(g, c) for g, c, _ in self.deid.safe_private}
+            safe = (group, creator, number & 0xFF) in self.deid.safe_private or (
+                number <= 0xFF and (group, creator) in listed)  # fmt: skip
+            if safe:
+                self.kept[f"{group:04X},{creator},{number & 0xFF:02X}"] = rules.SAFE_PRIVATE
+                return True
+        self.counts["removed"] += 1
+        return False
+
+    def _uid_value(self, value: Any) -> Any:
+        if not isinstance(value, str) and hasattr(value, "__iter__"):
+            return [pseudo_uid(self.deid.secret, str(v)) for v in value]
+        return pseudo_uid(self.deid.secret, str(value))
