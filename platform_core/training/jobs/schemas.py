@@ -64,7 +64,7 @@ class MethodIn(BaseModel):
 class HyperparametersIn(_Bounded):
     epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | Auto = Field(default="auto")
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] | Auto = Field(default="auto")
-    learning_rate: Annotated[float, Field(gt=0.0, le=MAX_LEARNING_RATE)] | Auto = Field(default="auto")
+    learning_rate: Annotated[float, Field(ge=0.0, le=MAX_LEARNING_RATE)] | Auto = Field(default="auto")
     weight_decay: Annotated[float, Field(ge=0.0, le=1.0)] | Auto = Field(default="auto")
     warmup_epochs: Annotated[float, Field(ge=0.0, le=MAX_WARMUP_EPOCHS)] | Auto = Field(default="auto")
     early_stopping_patience: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | None | Auto = Field(default="auto")
