@@ -1,4 +1,5 @@
-"""Per-process resources for tasks (engine, sessions, object store), built on first use."""
+"""Per-process resources for tasks (engine, sessions, object store), built on first use, and the
+delivery count that ends a task which keeps killing its worker (platform_core.db.attempts)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from functools import lru_cache
 from sqlalchemy.orm import Session, sessionmaker
 
 from platform_core.config import Settings, get_settings
-from platform_core.db.session import make_engine, make_sessionmaker
+from platform_core.db import attempts
+from platform_core.db.session import make_engine, make_sessionmaker, unit_of_work
 from platform_core.storage import ObjectStore, open_store
 
 
@@ -17,6 +19,18 @@ class WorkerContext:
     settings: Settings
     sessions: sessionmaker[Session]
     store: ObjectStore
+
+    def begin_delivery(self, key: str) -> int:
+        """Count this delivery (committed before the work); returns how many before it died."""
+        with unit_of_work(self.sessions) as session:
+            return attempts.begin(session, [key])[key]
+
+    def end_delivery(self, key: str) -> None:
+        with unit_of_work(self.sessions) as session:
+            attempts.clear(session, [key])
+
+    def gave_up(self, died: int) -> bool:
+        return died >= self.settings.max_task_attempts
 
 
 @lru_cache

@@ -94,12 +94,16 @@ def worker(
     os.execvp(sys.executable, [sys.executable, *worker_argv(queues, concurrency, schedule)])
 
 
-def worker_argv(queues: str, concurrency: int, beat_schedule: Path | None = None) -> list[str]:
+def worker_argv(
+    queues: str, concurrency: int, beat_schedule: Path | None = None, name: str | None = None
+) -> list[str]:
     argv = [
         "-m", "celery", "-A", "worker.app:celery_app", "worker",
         "-Q", queues, "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip",
         "--without-mingle",
     ]  # fmt: skip
+    if name is not None:
+        argv += ["--hostname", f"{name}@%h"]
     if beat_schedule is not None:
         # The embedded beat requeues jobs whose worker vanished; one beat per deployment.
         argv += ["--beat", "--schedule", str(beat_schedule)]
@@ -114,7 +118,8 @@ def up(
     port: Annotated[int, typer.Option()] = 8000,
     mlflow_port: Annotated[int, typer.Option()] = 5000,
 ) -> None:
-    """Run the platform in embedded mode: API + console, one worker, and the MLflow UI."""
+    """Run the platform in embedded mode: API + console, a worker per class of work (ingest, train,
+    infer), and the MLflow UI."""
     _use_data_dir(data_dir)
     settings = _server()
     from medtune.cli.supervisor import run_embedded

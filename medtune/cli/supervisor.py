@@ -1,4 +1,5 @@
-"""`medtune up`: migrate, bootstrap, start API, worker and MLflow UI, and stop them all together."""
+"""`medtune up`: migrate, bootstrap, start API, workers (ingest, train, infer) and MLflow UI, and stop them
+all together."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -45,9 +47,22 @@ def bootstrap(settings: Any) -> str | None:
         engine.dispose()
 
 
-def run_embedded(settings: Any, host: str, port: int, mlflow_port: int, console: Console) -> int:
+# One worker process per class of work, so a running job never delays ingestion or predictions. The
+# ingest worker also runs the beat (stale jobs, held-back jobs): one beat per deployment.
+WORK_CLASSES = {"worker-ingest": "ingest", "worker-train": "train", "worker-infer": "infer"}
+
+
+def embedded_workers(beat_schedule: Path) -> dict[str, list[str]]:
+    """The `celery worker` command lines `medtune up` runs, by process name."""
     from medtune.cli.server import worker_argv
 
+    return {
+        name: [sys.executable, *worker_argv(queue, 1, beat_schedule if queue == "ingest" else None, name)]
+        for name, queue in WORK_CLASSES.items()
+    }
+
+
+def run_embedded(settings: Any, host: str, port: int, mlflow_port: int, console: Console) -> int:
     raw_key = bootstrap(settings)
     mlflow_url = f"http://{host}:{mlflow_port}"
     env = {
@@ -59,7 +74,7 @@ def run_embedded(settings: Any, host: str, port: int, mlflow_port: int, console:
     beat_schedule = settings.data_dir / "celerybeat-schedule"
     commands = {
         "api": [sys.executable, "-m", "uvicorn", "api.asgi:app", "--host", host, "--port", str(port)],
-        "worker": [sys.executable, *worker_argv("ingest,train,infer", 1, beat_schedule)],
+        **embedded_workers(beat_schedule),
         "mlflow": [
             sys.executable, "-m", "mlflow", "server",
             "--backend-store-uri", settings.mlflow_tracking_uri,
@@ -94,7 +109,8 @@ def run_embedded(settings: Any, host: str, port: int, mlflow_port: int, console:
             reaper.stdin.flush()
         console.print(f"medtune API      http://{host}:{port}  (console at /, OpenAPI at /docs)")
         console.print(f"MLflow UI        {mlflow_url}")
-        console.print(f"worker           pid {children['worker'].pid}, queues ingest,train,infer")
+        for name, queue in WORK_CLASSES.items():
+            console.print(f"{name:<16} pid {children[name].pid}, queue {queue}")
         console.print(f"data dir         {settings.data_dir}  (logs in {logs})")
         if raw_key:
             console.print(f"Admin API key: {raw_key}", soft_wrap=True, highlight=False)

@@ -2,6 +2,7 @@
 
 from platform_core.auth.models import ApiKey, AuditEvent, Project
 from platform_core.datasets.models import Dataset, Image, Study, StudyLabel
+from platform_core.db.attempts import TaskAttempt
 from platform_core.db.base import Base
 from platform_core.erasure.models import Erasure
 from platform_core.registry.models import BatchPrediction, ModelAlias, ModelVersion, RegisteredModel
@@ -13,3 +14,4 @@ __all__ += ["DatasetVersion", "DatasetVersionImage", "Split", "SplitAssignment"]
 __all__ += ["BaseModelWeights", "Job", "JobCheckpoint", "JobEvent", "JobGroup"]
 __all__ += ["BatchPrediction", "ModelAlias", "ModelVersion", "RegisteredModel"]
 __all__ += ["Erasure"]
+__all__ += ["TaskAttempt"]

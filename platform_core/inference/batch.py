@@ -45,6 +45,16 @@ def labelled(rows: list[Row], labels: list[str]) -> list[int]:
     return [j for j, r in enumerate(rows) if all(r[2].get(n) is not None for n in labels)]
 
 
+def fail(session: Session, batch_id: str, error: str) -> None:
+    """End an unfinished batch prediction as failed, with why."""
+    batch = session.get(BatchPrediction, batch_id)
+    if batch is None or batch.status in ("succeeded", "failed"):
+        return
+    batch.status, batch.error = "failed", error[:2000]
+    batch.finished_at = datetime.now(UTC)
+    session.flush()
+
+
 def run(sessions: sessionmaker[Session], store: ObjectStore, settings: Settings, batch_id: str) -> str:
     """Idempotent: a finished job is left as it is."""
     from platform_core.inference import serving
@@ -67,10 +77,7 @@ def run(sessions: sessionmaker[Session], store: ObjectStore, settings: Settings,
         preds = serving.predict_cached(settings, store, manifest, [k for _, k, _ in rows])
     except Exception as exc:
         with unit_of_work(sessions) as s:
-            failed = s.get(BatchPrediction, batch_id)
-            assert failed is not None
-            failed.status, failed.error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
-            failed.finished_at = datetime.now(UTC)
+            fail(s, batch_id, f"{type(exc).__name__}: {exc}")
         return "failed"
     labels = list(manifest["labels"])
     buf = io.StringIO()

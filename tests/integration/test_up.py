@@ -21,10 +21,10 @@ pytestmark = pytest.mark.slow
 
 
 class Up:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port, self.mlflow_port = free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDTUNE_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDTUNE_")} | (extra_env or {})
         argv = [sys.executable, "-m", "medtune.cli.main", "up", "--data-dir", str(data_dir),
                 "--port", str(self.port), "--mlflow-port", str(self.mlflow_port)]  # fmt: skip
         self.out = data_dir.parent / f"up-{self.port}.out"
@@ -34,13 +34,16 @@ class Up:
     def text(self) -> str:
         return self.out.read_text(errors="replace")
 
-    def wait_ready(self) -> None:
+    def wait_api(self) -> None:
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"medtune up exited early:\n{self.text()}")
             return httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).status_code == 200
 
         wait_for(ready, 90, 0.5, "medtune up /readyz")
+
+    def wait_ready(self) -> None:
+        self.wait_api()
         mlflow_ui = f"http://127.0.0.1:{self.mlflow_port}/"
         wait_for(lambda: httpx.get(mlflow_ui, timeout=2).status_code == 200, 90, 0.5, "the MLflow UI")
 
@@ -69,10 +72,11 @@ def test_up_runs_the_platform_and_stops_cleanly(tmp_path: Path) -> None:
         celery = make_celery(Settings(data_dir=data))
         assert celery.send_task("system.ping", queue="ingest").get(timeout=60)["pong"] is True
 
-        worker_log = (data / "logs" / "worker.log").read_text()
+        worker_log = (data / "logs" / "worker-ingest.log").read_text()
         assert "beat: Starting" in worker_log  # the embedded beat that requeues stale jobs
+        assert all(f"worker-{q}" in out for q in ("ingest", "train", "infer"))  # a worker per class
         family = up.family()
-        assert len(family) >= 4  # up, api, worker (+ its pool), mlflow
+        assert len(family) >= 6  # up, api, three workers (+ their pools), mlflow
         up.proc.send_signal(signal.SIGTERM)
         assert up.proc.wait(timeout=60) == 0
         assert _gone(family) == []

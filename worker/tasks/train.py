@@ -1,4 +1,6 @@
-"""Fine-tuning tasks: validate a job (CPU queue), run it (`train` queue, one job per GPU), requeue stale."""
+"""Fine-tuning tasks: validate a job (CPU queue), run it (`train` queue, one job per GPU), requeue stale
+jobs and start the ones the per-project limit held back. A job whose deliveries keep killing their
+worker ends `failed` with error code worker_crash."""
 
 from __future__ import annotations
 
@@ -7,13 +9,13 @@ from typing import Any
 from celery.signals import celeryd_after_setup
 
 import platform_core.db.models  # noqa: F401  (every table, so foreign keys resolve in this process)
-from worker.app import celery_app
+from platform_core.db import attempts
+from worker import faults
+from worker.app import celery_app, dispatcher
 from worker.context import context
 
 
 def _dispatch() -> Any:
-    from worker.app import dispatcher
-
     return dispatcher(celery_app)
 
 
@@ -23,6 +25,9 @@ def validate(job_id: str) -> None:
     from platform_core.training.jobs import service
 
     ctx = context()
+    key = attempts.key("train.validate", job_id)
+    if _gave_up(key, job_id, "validation"):
+        return
     try:
         with unit_of_work(ctx.sessions, _dispatch()) as session:
             service.validate(session, job_id, ctx.store)
@@ -31,27 +36,69 @@ def validate(job_id: str) -> None:
         with unit_of_work(ctx.sessions) as session:
             service.fail_unexpectedly(session, job_id, "validation")
         raise
+    finally:
+        ctx.end_delivery(key)
 
 
 # acks_late with reject_on_worker_lost (the app's defaults): a worker killed mid-run has the message
-# redelivered, and the run continues from its last checkpoint.
+# redelivered, and the run continues from its last checkpoint, up to max_task_attempts deliveries.
 @celery_app.task(name="train.run")
 def run(job_id: str) -> str:
     from platform_core.training.jobs.runner import RunOptions, mlflow_tracker, run_job
 
     ctx = context()
+    key = attempts.key("train.run", job_id)
+    if _gave_up(key, job_id, "the run"):
+        return "failed"
     settings = ctx.settings
     tracker = mlflow_tracker(settings.mlflow_tracking_uri or "", settings.mlflow_ui_url)
-    return run_job(ctx.sessions, ctx.store, job_id, tracker, RunOptions(), _dispatch())
+
+    def make_tracker(job: Any) -> Any:
+        faults.crash_at(job.id)
+        return tracker(job)
+
+    options = RunOptions(max_running_per_project=settings.max_running_jobs_per_project)
+    status = run_job(ctx.sessions, ctx.store, job_id, make_tracker, options, _dispatch())
+    ctx.end_delivery(key)
+    if status != "queued":  # it ended (or was never ours): its slot may start a waiting job
+        _start_waiting()
+    return status
+
+
+def _gave_up(key: str, job_id: str, stage: str) -> bool:
+    """Count this delivery; past max_task_attempts that died, fail the job with worker_crash."""
+    from platform_core.db.session import unit_of_work
+    from platform_core.training.jobs import service
+
+    ctx = context()
+    died = ctx.begin_delivery(key)
+    if not ctx.gave_up(died):
+        return False
+    with unit_of_work(ctx.sessions, _dispatch()) as session:
+        service.fail_crashed(session, job_id, stage, died)
+    ctx.end_delivery(key)
+    _start_waiting()
+    return True
+
+
+def _start_waiting() -> list[str]:
+    from platform_core.db.session import unit_of_work
+    from platform_core.training.jobs import service
+
+    ctx = context()
+    with unit_of_work(ctx.sessions, _dispatch()) as session:
+        return service.start_waiting(session, ctx.settings.max_running_jobs_per_project)
 
 
 @celery_app.task(name="train.requeue_stale")
 def requeue_stale() -> list[str]:
+    """The beat's backstop: stale running jobs go back on the queue; held-back ones start if they can."""
     from platform_core.db.session import unit_of_work
     from platform_core.training.jobs import service
 
     with unit_of_work(context().sessions, _dispatch()) as session:
-        return service.requeue_stale(session)
+        requeued = service.requeue_stale(session)
+    return requeued + _start_waiting()
 
 
 @celeryd_after_setup.connect

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from platform_core.auth.models import Project
 from platform_core.errors import NotFound
 from platform_core.training.jobs.models import BaseModelWeights, Job, JobCheckpoint, JobEvent, JobGroup
 
@@ -100,6 +101,36 @@ def stale_running(session: Session, before: datetime) -> Sequence[Job]:
     q = (
         select(Job)
         .where(Job.status == "running", Job.heartbeat_at < before)
+        .with_for_update(skip_locked=True)
+    )
+    return session.scalars(q).all()
+
+
+def lock_project(session: Session, project_id: str) -> None:
+    session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
+
+
+def running_count(session: Session, project_id: str, but: str | None = None) -> int:
+    q = select(func.count()).select_from(Job).where(Job.project_id == project_id, Job.status == "running")
+    if but is not None:
+        q = q.where(Job.id != but)
+    return int(session.scalar(q) or 0)
+
+
+def projects_with_waiting_jobs(session: Session) -> Sequence[str]:
+    q = select(Job.project_id).where(Job.status == "queued", Job.waiting_since.is_not(None)).distinct()
+    return session.scalars(q).all()
+
+
+def waiting_jobs(session: Session, project_id: str, limit: int | None) -> Sequence[Job]:
+    """Queued jobs the running-jobs limit holds back, oldest first; `limit` None: all of them."""
+    if limit is not None and limit <= 0:
+        return []
+    q = (
+        select(Job)
+        .where(Job.project_id == project_id, Job.status == "queued", Job.waiting_since.is_not(None))
+        .order_by(Job.created_at, Job.id)
+        .limit(limit)
         .with_for_update(skip_locked=True)
     )
     return session.scalars(q).all()

@@ -60,6 +60,8 @@ class RunOptions:
     # may not start DataLoader worker processes).
     loader_threads: int = 2
     bootstrap_resamples: int = 1000
+    # Jobs of one project that may run at once (settings.max_running_jobs_per_project); 0: no limit.
+    max_running_per_project: int = 0
 
 
 TrackerFactory = Callable[[Job], Tracker]
@@ -97,6 +99,9 @@ def run_job(
         if job.cancel_requested:
             service.set_status(s, job, "cancelled", "cancelled before it started")
             return "cancelled"
+        if job.status == "queued" and not service.slot_free(s, job, options.max_running_per_project):
+            service.hold(s, job, options.max_running_per_project)
+            return "queued"
         job.attempts += 1
         job.started_at = job.started_at or service.now()
         job.heartbeat_at = service.now()

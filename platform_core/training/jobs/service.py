@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
-from platform_core.db import outbox
+from platform_core.db import attempts, outbox
 from platform_core.errors import Conflict, Invalid, PayloadTooLarge, PlatformError
 from platform_core.ids import new_id
 from platform_core.storage import ObjectStore
@@ -62,6 +62,7 @@ def add_event(
 
 def set_status(session: Session, job: Job, status: str, message: str, level: str = "info") -> None:
     job.status = status
+    job.waiting_since = None  # a job the running-jobs limit holds back waits from hold() on
     if status in ("succeeded", "failed", "cancelled"):
         job.finished_at = now()
     add_event(session, job, message, level, data={"status": status})
@@ -77,6 +78,15 @@ def fail_unexpectedly(session: Session, job_id: str, stage: str) -> None:
     job = repo.get_job(session, job_id, lock=True)
     if not job.is_terminal:
         fail(session, job, "internal_error", f"{stage} failed unexpectedly; see the worker log")
+
+
+def fail_crashed(session: Session, job_id: str, stage: str, died: int) -> None:
+    """The job's task died with its worker `died` times (killed, out of memory): it is not tried again."""
+    job = repo.get_job(session, job_id, lock=True)
+    if not job.is_terminal:
+        message = (f"{stage} ended its worker process {died} times (killed, out of memory or crashed); "
+                   "it is not tried again")  # fmt: skip
+        fail(session, job, attempts.WORKER_CRASH, message)
 
 
 def error_code(exc: PlatformError) -> str:
@@ -344,6 +354,40 @@ def requeue_stale(session: Session, stale_after_s: float = STALE_AFTER_S) -> lis
         outbox.enqueue(session, RUN_TASK, job.id, queue=TRAIN_QUEUE)
         requeued.append(job.id)
     return requeued
+
+
+# --- the per-project limit on running jobs --------------------------------------------------------
+
+
+def slot_free(session: Session, job: Job, limit: int) -> bool:
+    """Whether the job's project runs fewer than `limit` jobs (0: no limit). Locks the project row, so
+    that two workers starting jobs of one project at once count one after the other."""
+    if limit <= 0:
+        return True
+    repo.lock_project(session, job.project_id)
+    return repo.running_count(session, job.project_id, but=job.id) < limit
+
+
+def hold(session: Session, job: Job, limit: int) -> None:
+    """Keep a queued job waiting for a slot; start_waiting() sends it again when one frees."""
+    if job.waiting_since is None:
+        add_event(session, job, f"waiting: {limit} job(s) of this project are running "
+                  "(max_running_jobs_per_project); it starts when one ends")  # fmt: skip
+    job.waiting_since = now()
+    session.flush()
+
+
+def start_waiting(session: Session, limit: int) -> list[str]:
+    """Send the run of each held-back job whose project has a free slot again, oldest first."""
+    started = []
+    for project_id in repo.projects_with_waiting_jobs(session):
+        free = None if limit <= 0 else limit - repo.running_count(session, project_id)
+        for job in repo.waiting_jobs(session, project_id, free):
+            job.waiting_since = None
+            outbox.enqueue(session, RUN_TASK, job.id, queue=TRAIN_QUEUE)
+            started.append(job.id)
+    session.flush()
+    return started
 
 
 # --- reading ----------------------------------------------------------------------------------
