@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+import medtune
 from platform_core.config import Settings
 from tests.fixtures_dicom import to_bytes
 from tests.live import make_key
@@ -132,8 +133,11 @@ def ingest_and_train(live: Platform, planted: Planted, files: list[bytes]) -> di
                         in ("succeeded", "failed", "cancelled") and j, 240, 0.5,
                         f"the job\n{live.worker.output()[-3000:]}")  # fmt: skip
         assert done["status"] == "succeeded", (done, live.worker.output()[-3000:])
-        report: dict[str, Any] = api.get(f"/v1/datasets/{ds_id}/deid-report").raise_for_status().json()
-        return report
+    # The report through the SDK, as a compliance officer reads it.
+    key = live.auth["Authorization"].removeprefix("Bearer ")
+    with medtune.Client(live.url, api_key=key) as client:
+        report: dict[str, Any] = client.datasets.deid_report(ds_id).model_dump()
+    return report
 
 
 def database_dump(settings: Settings) -> bytes:
@@ -172,6 +176,7 @@ def test_no_planted_value_is_stored_anywhere(tmp_path: Path, database: str) -> N
         assert b"dataset_deid_counts" in dump and len(dump) > 10_000
         assert scan(data_dir, dump, planted) == {}
     assert report["files"] == FILES and all(report["actions"][a] > 0 for a in report["actions"])
+    assert [m["code"] for m in report["methods"]] == ["113100", "113107"] and report["kept"] == []
     assert leaks(repr(report).encode(), planted) == []
 
 
