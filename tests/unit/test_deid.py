@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from pydicom import dcmread
-from pydicom.data import get_testdata_file, get_testdata_files
+from pydicom.data import get_testdata_file
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -328,18 +328,23 @@ def test_allowlisted_text_must_read_as_a_code() -> None:
     assert "BodyPartExamined" not in out and out.ViewPosition == "PA"
 
 
-def _real_files() -> list[str]:
+def _real_files() -> list[Path]:
+    """pydicom's own test files, pydicom-data's (package data_store) and deid-data's, read from the
+    installed folders (pydicom's get_testdata_files("*") tries to download the ones it lacks)."""
+    import data_store
     import deid_data
+    import pydicom.data
 
-    shipped = [f for f in get_testdata_files("*") if Path(f).is_file()]
-    return shipped + sorted(str(p) for p in Path(deid_data.__file__).parent.rglob("*.dcm"))
+    roots = [Path(pydicom.data.DATA_ROOT) / "test_files", Path(data_store.__file__).parent / "data",
+             Path(deid_data.__file__).parent / "data"]  # fmt: skip
+    return sorted(p for root in roots for p in root.rglob("*") if p.is_file() and p.suffix in (".dcm", ""))
 
 
 def test_real_crs_and_dxs_from_pydicom_pydicom_data_and_deid_data_still_pass() -> None:
     passed = []
     for path in _real_files():
         try:
-            ds = parse(Path(path).read_bytes()).dataset
+            ds = parse(path.read_bytes()).dataset
         except Rejected:
             continue  # not DICOM enough to read: rejected before de-identification, as before
         if str(ds.get("Modality", "")) not in ("CR", "DX"):
@@ -348,5 +353,5 @@ def test_real_crs_and_dxs_from_pydicom_pydicom_data_and_deid_data_still_pass() -
         check(ds, Filters(min_image_size=16))
         out = Deidentifier(SECRET)(ds).dataset
         assert pixels.decode(roundtrip(out)).std() > 0, path
-        passed.append(Path(path).name)
+        passed.append(path.name)
     assert len(passed) >= 9 and "cat.dcm" in passed  # pydicom-data's CRs and deid-data's DX
