@@ -1,5 +1,6 @@
-"""Base models: the catalog with weight availability, and registering your own weights (bring your own
-foundation model: a .safetensors or .pth for a catalog architecture)."""
+"""Base models: the catalog (grouped, with licenses and weight availability), and registering weights
+for a catalog architecture in the format they are published in: a timm .safetensors or .pth, a zip of a
+transformers `save_pretrained` folder or of an open_clip hub release, or a TorchXRayVision .pt."""
 
 from __future__ import annotations
 
@@ -11,11 +12,16 @@ from api.deps import AuditDep, SessionDep, StateDep, StoreDep, require
 from api.pagination import Page
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
+from platform_core.training.formats import FORMATS
 from platform_core.training.jobs import service
 from platform_core.training.jobs.schemas import BaseModelOut
 
 router = APIRouter(prefix="/base-models", tags=["base-models"])
 Reader = Annotated[Principal, Depends(require(Scope.MODELS_READ))]
+UPLOAD_HELP = (
+    "timm: .safetensors or .pth; transformers, open_clip: a zip of the published folder; "
+    "torchxrayvision: the release .pt"
+)
 Writer = Annotated[Principal, Depends(require(Scope.MODELS_WRITE))]
 
 
@@ -33,13 +39,14 @@ def register_base_model(
     store: StoreDep,
     principal: Writer,
     audit: AuditDep,
-    architecture: Annotated[str, Form(description="a catalog name, e.g. eva02_base_patch14_224")],
+    architecture: Annotated[str, Form(description="a catalog name, e.g. rad_dino")],
     name: Annotated[str, Form(max_length=200)],
-    file: Annotated[UploadFile, File(description=".safetensors or .pth state dict")],
+    file: Annotated[UploadFile, File(description=UPLOAD_HELP)],
+    weights_format: Annotated[str, Form(alias="format", description=f"one of {', '.join(FORMATS)}")] = "timm",
 ) -> BaseModelOut:
     record = service.register_base_model(
         session, store, principal.project_id, name, architecture, file.filename or "weights", file.file,
-        state.settings.max_upload_bytes,
+        state.settings.max_upload_bytes, weights_format,
     )  # fmt: skip
     audit("base_model.register", "base_model", record.id)
     return service.registered_out(record)

@@ -198,3 +198,22 @@ register(BackboneEntry(
     "pathology images with text",
     input_convention="grey repeated to RGB at 448 px, mean 0.5, std 0.5", group=RADIOGRAPHY,
 ))  # fmt: skip
+
+# --- small models in each published format, for the tests (random weights built by the reference library)
+
+register(BackboneEntry(
+    "test_rad_dino", "vit_small_patch14_dinov2", 56, RAD_DINO_MEAN, RAD_DINO_STD, VIT_TARGETS, "head", "vit",
+    "medtune-tests/tiny-rad-dino", "a tiny Dinov2 published as a transformers checkpoint, for tests",
+    {"embed_dim": 32, "depth": 2, "num_heads": 2}, weights_format=F.TRANSFORMERS, group=TESTS,
+))  # fmt: skip
+register(BackboneEntry(
+    "test_biomedclip", "test_vit", 64, CLIP_MEAN, CLIP_STD, VIT_TARGETS, "head", "vit",
+    "medtune-tests/tiny-biomedclip", "a tiny open_clip model with a timm trunk (as BiomedCLIP), for tests",
+    weights_format=F.OPEN_CLIP, group=TESTS,
+))  # fmt: skip
+register(BackboneEntry(
+    "test_xrv_densenet", "densenet121", 64, XRV_MEAN, XRV_STD, r".*denselayer\d+\.conv[12]", "classifier",
+    "cnn", None, "a tiny TorchXRayVision DenseNet release, for tests",
+    {"growth_rate": 8, "block_config": (2, 2, 2, 2)}, weights_format=F.XRV,
+    weights_url="https://medtune-tests.invalid/releases/tiny-xrv-densenet.pt", group=TESTS,
+))  # fmt: skip

@@ -18,11 +18,13 @@ from torch import nn
 
 from platform_core.errors import Invalid
 from platform_core.training.catalog import BackboneEntry
+from platform_core.training.formats import TIMM
 from platform_core.training.weights import (
     PRETRAINED,
     RANDOM,
     ResolvedWeights,
     WeightsUnavailable,
+    load_published,
     unavailable_message,
 )
 
@@ -49,7 +51,7 @@ class MethodConfig:
 def _create(entry: BackboneEntry, num_labels: int, image_size: int, pretrained: bool) -> nn.Module:
     kwargs: dict[str, Any] = dict(entry.create_kwargs)
     if "norm_eps" in kwargs:  # the catalog stays torch-free: a LayerNorm epsilon is given as a number
-        kwargs["norm_layer"] = partial(nn.LayerNorm, eps=float(kwargs.pop("norm_eps")))  # type: ignore[arg-type]
+        kwargs["norm_layer"] = partial(nn.LayerNorm, eps=float(kwargs.pop("norm_eps")))
     if entry.family == "vit":
         kwargs["img_size"] = image_size
     model: nn.Module = timm.create_model(entry.arch, pretrained=pretrained, num_classes=num_labels, **kwargs)
@@ -59,7 +61,10 @@ def _create(entry: BackboneEntry, num_labels: int, image_size: int, pretrained: 
 def create_backbone(
     entry: BackboneEntry, num_labels: int, image_size: int, weights: ResolvedWeights
 ) -> nn.Module:
-    if weights.kind == PRETRAINED:
+    if weights.kind == PRETRAINED and entry.weights_format != TIMM:
+        # transformers / open_clip / TorchXRayVision releases: converted to the timm layout, then loaded
+        weights = ResolvedWeights(weights.kind, weights.source, weights.sha256, load_published(entry))
+    elif weights.kind == PRETRAINED:
         try:
             return _create(entry, num_labels, image_size, pretrained=True)
         except Exception as exc:  # offline hub, missing cache, HTTP errors: all mean "not here"

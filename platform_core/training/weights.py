@@ -1,7 +1,9 @@
 """Where a backbone's starting weights come from: timm's hub, a registered checkpoint, or random.
 
-`"pretrained"` uses timm's hub weights when they can be had (cached or downloadable); a base model id
-(`bm_...`) names a checkpoint a user registered with POST /v1/base-models (safetensors or .pth in the
+`"pretrained"` uses the entry's published weights when they can be had (cached or downloadable): timm's
+hub weights, or a transformers / open_clip / TorchXRayVision release fetched into the Hugging Face
+cache and converted (`formats`); a base model id (`bm_...`) names a checkpoint a user registered with
+POST /v1/base-models (a timm .safetensors or .pth, or the published files in their format, in the
 object store, verified by sha256); `"random"` is explicit. Torch is imported lazily: the API lists
 availability from here without it.
 """
@@ -12,9 +14,11 @@ import hashlib
 import io
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from platform_core.errors import Invalid
+from platform_core.training import formats as F
 from platform_core.training.catalog import BackboneEntry
 
 if TYPE_CHECKING:
@@ -38,10 +42,18 @@ class WeightsUnavailable(Invalid):
 
 
 def how_to_register(entry: BackboneEntry) -> str:
+    fmt = entry.weights_format
+    if fmt == F.TIMM:
+        what, upload = "a timm state dict", "<.safetensors or .pth>"
+    elif fmt == F.XRV:
+        what, upload = f"{entry.weights_files[0]} from {entry.weights_source}", "<that .pt file>"
+    else:
+        what = f"{F.describe_files(fmt)} from {entry.weights_source}"
+        upload = "<a zip of that folder>"
     return (
-        f"register the weights for '{entry.name}' once with POST /v1/base-models "
-        f"(multipart: architecture={entry.name}, name=<any>, file=<.safetensors or .pth>) and create the job "
-        f"with weights=<the returned base model id>; or use weights='random' for a trial without pretraining"
+        f"bring {what} and register it once with POST /v1/base-models (multipart: architecture={entry.name}, "
+        f"format={fmt}, name=<any>, file={upload}), then create the job with weights=<the returned base "
+        f"model id>; or use weights='random' for a trial without pretraining"
     )
 
 
@@ -49,16 +61,83 @@ def unavailable_message(entry: BackboneEntry, why: str) -> str:
     return f"pretrained weights for '{entry.name}' cannot be had here ({why}); {how_to_register(entry)}"
 
 
+def hub_files(entry: BackboneEntry) -> tuple[tuple[str, ...], ...]:
+    """The hub files the entry needs, each as its alternatives (timm's hub: any one weights file)."""
+    return (HUB_FILES,) if entry.weights_format == F.TIMM else F.FILES[entry.weights_format]
+
+
+def _repo(entry: BackboneEntry) -> str | None:
+    return entry.hf_hub_id.removeprefix("hf-hub:") if entry.hf_hub_id else None
+
+
+def release_path(entry: BackboneEntry) -> Path:
+    """Where a release outside the hub (TorchXRayVision) is kept: beside the Hugging Face cache."""
+    from huggingface_hub import constants
+
+    assert entry.weights_url is not None
+    return Path(constants.HF_HUB_CACHE) / "medtune-releases" / entry.weights_url.rsplit("/", 1)[-1]
+
+
+def cached_files(entry: BackboneEntry) -> dict[str, str] | None:
+    """The local paths of the entry's published files, or None when one is missing (no network)."""
+    if entry.weights_url is not None:
+        path = release_path(entry)
+        return {path.name: str(path)} if path.is_file() else None
+    repo = _repo(entry)
+    if repo is None:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    found: dict[str, str] = {}
+    for group in hub_files(entry):
+        hits = [(n, p) for n in group if isinstance(p := try_to_load_from_cache(repo, n), str)]
+        if not hits:
+            return None
+        found[hits[0][0]] = hits[0][1]
+    return found
+
+
 def pretrained_cached(entry: BackboneEntry) -> bool:
-    """Whether timm's hub weights sit in the local Hugging Face cache (no network is touched)."""
-    if entry.hf_hub_id is None:
-        return False
+    """Whether the entry's published weights sit in the local cache (no network is touched)."""
+    return cached_files(entry) is not None
+
+
+def fetch_published(entry: BackboneEntry) -> dict[str, bytes]:
+    """The published files of a non-timm entry, from the cache or downloaded into it."""
+    paths = cached_files(entry)
     try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - huggingface_hub ships with timm
-        return False
-    repo = entry.hf_hub_id.split("/", 1)[1] if entry.hf_hub_id.startswith("hf-hub:") else entry.hf_hub_id
-    return any(isinstance(try_to_load_from_cache(repo, name), str) for name in HUB_FILES)
+        paths = paths or _download(entry)
+    except Exception as exc:  # offline hub, gated repos, HTTP errors: all mean "not here"
+        why = f"download failed: {type(exc).__name__}"
+        raise WeightsUnavailable(unavailable_message(entry, why)) from None
+    return {name: Path(path).read_bytes() for name, path in paths.items()}
+
+
+def _download(entry: BackboneEntry) -> dict[str, str]:
+    if entry.weights_url is not None:
+        import urllib.request
+
+        path = release_path(entry)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        urllib.request.urlretrieve(entry.weights_url, partial)  # noqa: S310 - a fixed https URL
+        partial.replace(path)
+        return {path.name: str(path)}
+    from huggingface_hub import hf_hub_download
+
+    repo = _repo(entry)
+    assert repo is not None
+    found: dict[str, str] = {}
+    for group in hub_files(entry):
+        found[group[0]] = hf_hub_download(repo, group[0])
+    return found
+
+
+def load_published(entry: BackboneEntry) -> dict[str, torch.Tensor]:
+    """The entry's published weights converted to its timm architecture."""
+    from platform_core.training.formats.read import to_timm
+
+    return to_timm(entry.weights_format, fetch_published(entry))
 
 
 def validate_spec(spec: str) -> str:
@@ -99,8 +178,13 @@ def load_registered(store: ObjectStore, key: str, sha256: str, fmt: str) -> dict
 
 
 def parse_checkpoint(data: bytes, fmt: str) -> dict[str, torch.Tensor]:
+    """A registered checkpoint as a timm state dict: `fmt` is safetensors, pth or a published format."""
     import torch
 
+    if fmt in F.FORMATS:
+        from platform_core.training.formats.read import published_upload
+
+        return published_upload(fmt, data)
     if fmt == "safetensors":
         from safetensors.torch import load
 
@@ -116,9 +200,50 @@ def parse_checkpoint(data: bytes, fmt: str) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def detect_format(filename: str, data: bytes) -> str:
+def detect_format(filename: str, data: bytes, fmt: str = F.TIMM) -> str:
+    """What a registration stores as its format: safetensors or pth for timm, else the published format."""
+    F.check(fmt)
+    if fmt != F.TIMM:
+        F.check_upload(fmt, filename)
+        return fmt
     if filename.endswith(".safetensors"):
         return "safetensors"
     if filename.endswith((".pth", ".pt", ".bin", ".ckpt")):
         return "pth"
     raise Invalid("weights files must be .safetensors, .pth, .pt or .bin", param="file")
+
+
+def reachable(entry: BackboneEntry) -> bool:
+    """Whether the entry's published files can be downloaded from here now (a few HEAD requests)."""
+    try:
+        if entry.weights_url is not None:
+            import urllib.request
+
+            request = urllib.request.Request(entry.weights_url, method="HEAD")
+            with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - a fixed https URL
+                return True
+        repo = _repo(entry)
+        if repo is None:
+            return False
+        from huggingface_hub import file_exists
+
+        return all(any(file_exists(repo, name) for name in group[:2]) for group in hub_files(entry))
+    except Exception:  # offline mode, DNS, proxies, gated repos: all mean "not from here"
+        return False
+
+
+def check_registered_files(store: ObjectStore, key: str, fmt: str) -> None:
+    """A zipped published folder must hold the format's files; the upload is removed when it does not."""
+    if fmt not in (F.TRANSFORMERS, F.OPEN_CLIP):
+        return
+    import zipfile
+
+    try:
+        names = zipfile.ZipFile(io.BytesIO(store.get_bytes(key))).namelist()
+    except zipfile.BadZipFile:
+        names = None
+    missing = F.missing_files(fmt, names) if names is not None else None
+    if names is None or missing:
+        store.delete(key)
+        what = "is not a zip" if names is None else f"lacks {', '.join(missing or [])}"
+        raise Invalid(f"the {fmt} upload {what}: bring {F.describe_files(fmt)} zipped", param="file")

@@ -297,3 +297,44 @@ def test_the_vision_half_of_a_full_siglip_checkpoint_loads(tmp_path: Path) -> No
     with torch.no_grad():
         features = model.forward_head(model.forward_features(x), pre_logits=True)
         assert max_diff(features, ref.vision_model(pixel_values=x).pooler_output) <= TOL
+
+
+def test_a_registered_upload_is_a_zipped_folder_or_the_bare_release_file(tmp_path: Path) -> None:
+    import torchxrayvision
+
+    from platform_core.training.formats.read import published_upload
+
+    ref = torchxrayvision.models.DenseNet(weights=None)
+    buf = io.BytesIO()
+    torch.save(ref, buf)  # a torch file is a zip too: it must not be taken for a zipped folder
+    assert xrv.FIRST_CONV in published_upload(F.XRV, buf.getvalue())
+    vision = {"timm_model_name": "test_vit", "timm_pool": "", "timm_proj": "linear", "image_size": 160}
+    _ref, files = open_clip_release(tmp_path, vision)
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as z:
+        for name, data in files.items():
+            z.writestr(f"BiomedCLIP/{name}", data)
+    assert set(published_upload(F.OPEN_CLIP, zipped.getvalue())) == set(to_timm(F.OPEN_CLIP, files))
+
+
+def test_the_files_a_zipped_folder_lacks_are_named() -> None:
+    assert F.missing_files(F.TRANSFORMERS, ["rad-dino/model.safetensors"]) == ["config.json"]
+    assert F.missing_files(F.TRANSFORMERS, ["config.json", "model-00001-of-00002.safetensors"]) == []
+    assert F.missing_files(F.OPEN_CLIP, ["open_clip_config.json"]) == ["open_clip_pytorch_model.bin"]
+    with pytest.raises(Invalid, match="zip"):
+        F.check_upload(F.TRANSFORMERS, "model.safetensors")
+
+
+def test_weights_unavailable_names_the_exact_files_to_bring() -> None:
+    from platform_core.training import catalog
+    from platform_core.training.weights import how_to_register
+
+    rad_dino = how_to_register(catalog.get("rad_dino"))
+    assert (
+        "config.json and model.safetensors" in rad_dino
+        and "https://huggingface.co/microsoft/rad-dino" in rad_dino
+    )
+    assert "format=transformers" in rad_dino and "architecture=rad_dino" in rad_dino
+    xrv_entry = catalog.get("xrv_densenet121_res224_all")
+    assert xrv_entry.weights_files[0] in how_to_register(xrv_entry)
+    assert "format=torchxrayvision" in how_to_register(xrv_entry)

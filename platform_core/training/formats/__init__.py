@@ -36,3 +36,24 @@ def describe_files(fmt: str, release_file: str | None = None) -> str:
     groups = list(FILES[fmt]) + ([(release_file,)] if release_file else [])
     parts = [g[0] + (f" (or {' or '.join(g[1:])})" if len(g) > 1 else "") for g in groups]
     return " and ".join(parts)
+
+
+def check_upload(fmt: str, filename: str) -> None:
+    """A published checkpoint is uploaded as a zip of its folder (TorchXRayVision: its one .pt file)."""
+    allowed = (".zip", ".pt", ".pth") if fmt == XRV else (".zip",)
+    if not filename.lower().endswith(allowed):
+        raise Invalid(
+            f"a {fmt} checkpoint is uploaded as {' or '.join(allowed)}: bring {describe_files(fmt) or 'it'}",
+            param="file",
+        )
+
+
+def missing_files(fmt: str, names: list[str]) -> list[str]:
+    """The files a zipped published folder lacks (by base name; sharded weights count as present)."""
+    bases = {n.rsplit("/", 1)[-1] for n in names}
+    missing = []
+    for group in FILES[fmt]:
+        stems = tuple(g.rsplit(".", 1)[0] + "-" for g in group)
+        if not any(b in group or b.startswith(stems) for b in bases):
+            missing.append(group[0])
+    return missing

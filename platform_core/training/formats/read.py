@@ -20,6 +20,7 @@ from platform_core.training.formats import hf_transformers, open_clip, xrv
 
 State = dict[str, torch.Tensor]
 MAX_MEMBERS = 64
+MAX_UNZIPPED = 16 * 1024**3  # MedSigLIP's whole SigLIP checkpoint is about 3.5 GB
 
 
 def unzip(data: bytes, max_bytes: int) -> dict[str, bytes]:
@@ -88,3 +89,16 @@ def to_timm(fmt: str, files: Mapping[str, bytes]) -> State:
     if fmt == F.OPEN_CLIP:
         return open_clip.convert(_weights(fmt, files), _config("open_clip_config.json", files))
     return _weights(fmt, files)
+
+
+def published_upload(fmt: str, data: bytes, max_bytes: int = MAX_UNZIPPED) -> State:
+    """A registered upload: a zip of the published folder, or TorchXRayVision's bare release file."""
+    if zipfile.is_zipfile(io.BytesIO(data)) and not _is_torch_zip(data):
+        return to_timm(fmt, unzip(data, max_bytes))
+    return to_timm(fmt, {"upload": data})
+
+
+def _is_torch_zip(data: bytes) -> bool:
+    """torch.save writes a zip too; its members all sit under one folder with a data.pkl."""
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    return any(n.endswith("/data.pkl") for n in names)

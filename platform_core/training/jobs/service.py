@@ -294,14 +294,7 @@ def check_weights(session: Session, job: Job, entry: catalog.BackboneEntry, stor
 
 
 def hub_reachable(entry: catalog.BackboneEntry) -> bool:
-    if entry.hf_hub_id is None:
-        return False
-    try:
-        from huggingface_hub import file_exists
-
-        return any(file_exists(entry.hf_hub_id, name) for name in W.HUB_FILES[:2])
-    except Exception:  # offline mode, DNS, proxies: all mean "not from here"
-        return False
+    return W.reachable(entry)
 
 
 # --- cancel, resume, stale heartbeats ----------------------------------------------------------
@@ -544,9 +537,10 @@ def register_base_model(
     filename: str,
     stream: BinaryIO,
     max_bytes: int,
+    weights_format: str = "timm",
 ) -> BaseModelWeights:
     entry = catalog.get(architecture)
-    fmt = W.detect_format(filename, b"")
+    fmt = W.detect_format(filename, b"", weights_format)
     if not name.strip():
         raise Invalid("name must not be empty", param="name")
     if repo.base_model_by_name(session, project_id, name) is not None:
@@ -559,6 +553,7 @@ def register_base_model(
     if reader.size == 0:
         store.delete(key)
         raise Invalid("the weights file is empty", param="file")
+    W.check_registered_files(store, key, fmt)
     record = BaseModelWeights(
         id=bm_id,
         project_id=project_id,
@@ -585,11 +580,27 @@ def base_models(session: Session, project_id: str) -> list[BaseModelOut]:
             description=e.description,
             weights=W.PRETRAINED,
             weights_available=W.pretrained_cached(e),
+            **published_fields(e),
         )
         for e in catalog.entries()
     ]
     out += [registered_out(r) for r in repo.list_base_models(session, project_id)]
     return out
+
+
+def published_fields(e: catalog.BackboneEntry) -> dict[str, Any]:
+    """Where the entry's weights are published, under which license, and what the model expects."""
+    return {
+        "group": e.group,
+        "license": e.license or None,
+        "pretraining": e.pretraining or None,
+        "input_convention": e.input_convention or None,
+        "weights_format": e.weights_format,
+        "weights_files": list(e.weights_files),
+        "weights_source": e.weights_source,
+        "mean": list(e.mean),
+        "std": list(e.std),
+    }
 
 
 def registered_out(r: BaseModelWeights) -> BaseModelOut:
@@ -603,6 +614,7 @@ def registered_out(r: BaseModelWeights) -> BaseModelOut:
         description=f"registered weights for {r.architecture}",
         weights=r.id,
         weights_available=True,
+        **{**published_fields(entry), "weights_format": r.format},
         sha256=r.sha256,
         size_bytes=r.size_bytes,
         created_at=r.created_at,
