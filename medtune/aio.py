@@ -25,6 +25,7 @@ from medtune.models import PageData, Project, Resource
 from medtune.pagination import AsyncPage
 from medtune.resources.base_models import AsyncBaseModels
 from medtune.resources.datasets import AsyncDatasets
+from medtune.resources.erasures import AsyncErasures
 from medtune.resources.job_groups import AsyncJobGroups
 from medtune.resources.jobs import AsyncJobs
 from medtune.resources.models import AsyncModels
@@ -61,6 +62,7 @@ class AsyncClient:
         self.job_groups = AsyncJobGroups(self)
         self.base_models = AsyncBaseModels(self)
         self.models = AsyncModels(self)
+        self.erasures = AsyncErasures(self)
 
     async def request(
         self,

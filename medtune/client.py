@@ -25,6 +25,7 @@ from medtune.models import PageData, Project, Resource
 from medtune.pagination import Page
 from medtune.resources.base_models import BaseModels
 from medtune.resources.datasets import Datasets
+from medtune.resources.erasures import Erasures
 from medtune.resources.job_groups import JobGroups
 from medtune.resources.jobs import Jobs
 from medtune.resources.models import Models
@@ -37,8 +38,8 @@ R = TypeVar("R", bound=Resource)
 class Client:
     """`Client(base_url, api_key)`; both default to MEDTUNE_URL / MEDTUNE_API_KEY, then `medtune login`.
 
-    Resources: `datasets`, `splits`, `jobs`, `job_groups`, `base_models`, `models`. Errors raise the
-    exception named after the server's error type (`medtune.errors.NotFoundError`, ...).
+    Resources: `datasets`, `splits`, `jobs`, `job_groups`, `base_models`, `models`, `erasures`. Errors
+    raise the exception named after the server's error type (`medtune.errors.NotFoundError`, ...).
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class Client:
         self.job_groups = JobGroups(self)
         self.base_models = BaseModels(self)
         self.models = Models(self)
+        self.erasures = Erasures(self)
 
     # --- transport ------------------------------------------------------------------------
 

@@ -184,6 +184,7 @@ class Split(Resource):
     column: str | None = None
     sha256: str | None = None
     counts: dict[str, Any] = Field(default_factory=dict)
+    erased_members: int = 0  # images of the manifest erased since; sha256 stays the original's
     created_at: datetime | None = None
 
 
@@ -233,6 +234,7 @@ class Job(Resource):
     mlflow_url: str | None = None
     group_id: str | None = None
     labels: list[str] | None = None
+    data_erased: bool = False  # images it trained on were erased since; it is not retrained
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -315,6 +317,19 @@ class ModelVersion(Resource):
     manifest: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime | None = None
     archived_at: datetime | None = None
+    data_erased: bool = False  # trained on images erased since: no alias may point at it
+
+
+class Erasure(Resource):
+    """What one erasure removed; `target` is the image id, the dataset id or the patient's pseudonym."""
+
+    id: str
+    kind: str  # image | dataset | patient
+    target: str
+    dataset_id: str | None = None
+    # images, studies, labels, objects, mlflow_artifacts; *_marked: versions, splits, jobs, model versions
+    removed: dict[str, int] = Field(default_factory=dict)
+    created_at: datetime | None = None
 
 
 class RegisteredModel(Resource):

@@ -50,6 +50,10 @@ let carried = null;
 function flashNext(message, ok = false) { carried = { message, ok }; }
 
 const badge = (status) => el("span", { class: `badge ${status}` }, status);
+// A job or model version trained on images erased since: flagged, not retrained; no alias may point at it.
+const statusOf = (x) => x.data_erased
+  ? el("span", {}, badge(x.status), " ", el("span", { class: "badge failed", title: "Images it trained on were erased since" }, "data erased"))
+  : badge(x.status);
 const fmt = (v, d = 3) => (typeof v === "number" ? v.toFixed(d) : v ?? "");
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
 
@@ -353,7 +357,8 @@ async function datasetPage(id) {
     const rows = await all(`/v1/datasets/${id}/splits`, 50).catch(() => []);
     splits.replaceChildren(rows.length ? tableOf(["Split", "Seed", "Train / val / test patients", "SHA-256", ""], rows.map((s) => [
       s.id, s.seed ?? s.source, ["train", "val", "test"].map((k) => s.counts[k]?.patients ?? "?").join(" / "), el("code", {}, s.sha256.slice(0, 12)),
-      el("a", { href: `#/jobs/new?dataset=${id}&split=${s.id}` }, "Train on it")])) : el("p", { class: "muted" }, "No split yet."));
+      s.erased_members ? el("span", { class: "badge failed", title: "Images of this manifest were erased; make a new split" }, `${s.erased_members} erased`)
+        : el("a", { href: `#/jobs/new?dataset=${id}&split=${s.id}` }, "Train on it")])) : el("p", { class: "muted" }, "No split yet."));
   };
   const seed = el("input", { id: "split-seed", type: "number", min: 0, placeholder: "drawn if empty" });
   const fraction = (part, value) => el("input", { id: `split-${part}`, type: "number", min: 0, max: 1, step: 0.05, value, required: true });
@@ -380,7 +385,7 @@ async function jobsPage() {
   render("Fine-tuning jobs",
     el("p", {}, el("a", { class: "button", href: "#/jobs/new" }, "New job")),
     el("section", { class: "card" }, rows.length ? tableOf(["Job", "Status", "Base model", "Epoch", "Best", "Seed sweep", "Created"], rows.map((j) => [
-      el("a", { href: `#/jobs/${j.id}` }, j.id), badge(j.status), j.base_model,
+      el("a", { href: `#/jobs/${j.id}` }, j.id), statusOf(j), j.base_model,
       j.progress ? `${j.progress.epoch ?? 0}/${j.progress.epochs ?? "?"}` : "", j.best ? `${j.best.metric} ${fmt(j.best.value)}` : "",
       j.group_id ? el("a", { href: `#/job-groups/${j.group_id}` }, j.group_id) : "", when(j.created_at)]))
       : el("p", { class: "muted" }, "No job yet.")));
@@ -477,6 +482,7 @@ async function jobPage(id) {
       stats([["Base model", job.base_model], ["Method", job.method?.type ?? ""], ["Epoch", `${p.epoch ?? 0}/${p.epochs ?? job.hyperparameters?.epochs ?? "?"}`],
         ["Best", job.best ? `${job.best.metric} ${fmt(job.best.value)} @${job.best.epoch}` : "—"], ["Split", job.split?.seed ?? job.split?.id ?? ""], ["Test AUROC", fmt(job.result?.metrics?.macro?.auroc ?? job.result?.macro?.auroc)]]),
       job.error ? el("p", { class: "badge failed" }, `${job.error.code}: ${job.error.message}`) : "",
+      job.data_erased ? el("p", { class: "badge failed" }, "Data erased: images this job trained on were erased since. Its model is flagged, not retrained, and its versions cannot take an alias.") : "",
       job.mlflow_url ? el("p", {}, el("a", { href: job.mlflow_url, target: "_blank", rel: "noopener" }, "Open the run in MLflow")) : "",
       job.group_id ? el("p", {}, "Part of the seed sweep ", el("a", { href: `#/job-groups/${job.group_id}` }, job.group_id), ".") : "",
       el("details", {}, el("summary", {}, "Resolved hyperparameters"), el("pre", {}, JSON.stringify(job.hyperparameters, null, 2))));
@@ -600,7 +606,7 @@ async function modelPage(name) {
   render(`Model ${name}`,
     el("p", {}, `${name} alone serves version ${model.serving ? model.serving.version : "none"}.`),
     el("section", { class: "card" }, el("h2", {}, "Versions"), tableOf(["Version", "Status", "Aliases", "Test AUROC", "Epoch", "Job", "Loaded", ""], versions.map((v) => [
-      v.version, badge(v.status), v.aliases.join(", "), fmt(v.test_auroc), v.epoch,
+      v.version, statusOf(v), v.aliases.join(", "), fmt(v.test_auroc), v.epoch,
       v.job_id ? el("a", { href: `#/jobs/${v.job_id}` }, v.job_id) : "", v.loaded ? "yes" : "no",
       v.status === "ready" ? el("span", { class: "actions" },
         el("a", { href: `#/predict?model=${encodeURIComponent(v.ref)}` }, "Try it"),

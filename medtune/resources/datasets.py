@@ -14,7 +14,7 @@ import httpx
 
 from medtune._progress import NullProgress, upload_bar, wanted
 from medtune.errors import APIConnectionError, APIError
-from medtune.models import Dataset, DeidReport, FileOutcome, Image, LabelImport, UploadResult
+from medtune.models import Dataset, DeidReport, Erasure, FileOutcome, Image, LabelImport, UploadResult
 from medtune.pagination import AsyncPage, Page
 from medtune.resources._base import AsyncResource, SyncResource, id_of
 from medtune.resources._files import (
@@ -197,6 +197,15 @@ class Datasets(SyncResource):
             "GET", f"/v1/datasets/{id_of(dataset)}/images/{id_of(image_id)}/dicom"
         ).content
 
+    def delete_image(self, dataset: str | Dataset, image_id: str) -> Erasure:
+        """Erase one image everywhere (objects, pixel cache, rows, MLflow artifacts naming it)."""
+        return self._client.delete(f"/v1/datasets/{id_of(dataset)}/images/{id_of(image_id)}", Erasure)
+
+    def delete(self, dataset: str | Dataset) -> Erasure:
+        """Erase every image of the dataset and delete it; jobs and model versions trained on it are
+        flagged `data_erased`, not retrained."""
+        return self._client.delete(f"/v1/datasets/{id_of(dataset)}", Erasure)
+
     def wait(
         self,
         dataset: str | Dataset,
@@ -298,6 +307,13 @@ class AsyncDatasets(AsyncResource):
             "GET", f"/v1/datasets/{id_of(dataset)}/images/{id_of(image_id)}/dicom"
         )
         return response.content
+
+    async def delete_image(self, dataset: str | Dataset, image_id: str) -> Erasure:
+        path = f"/v1/datasets/{id_of(dataset)}/images/{id_of(image_id)}"
+        return await self._client.delete(path, Erasure)
+
+    async def delete(self, dataset: str | Dataset) -> Erasure:
+        return await self._client.delete(f"/v1/datasets/{id_of(dataset)}", Erasure)
 
     async def wait(
         self, dataset: str | Dataset, *, timeout: float = 600.0, poll_interval: float = 1.0

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -390,3 +391,34 @@ def _erase_dataset(w: World, tmp: Path) -> None:
     assert marks == {"job": True, "model_version": True}
     again = c.delete(f"/v1/datasets/{w.dataset_id}", headers=w.a)
     assert again.status_code == 200 and set(again.json()["removed"].values()) == {0}
+
+
+class _InProcess(httpx.BaseTransport):
+    """The app in this process (the TestClient's transport) behind the SDK's own httpx client."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        return httpx.Response(response.status_code, headers=response.headers, content=response.read())
+
+
+def test_sdk_erases_a_dataset_and_a_patient_and_names_a_missing_image(world: World) -> None:
+    import medtune
+    from medtune.errors import NotFoundError
+
+    transport = _InProcess(world.client._transport)
+    key = world.a["Authorization"].removeprefix("Bearer ")
+    with medtune.Client("http://testserver", key, transport=transport, max_retries=0) as sdk:
+        dataset = sdk.datasets.create("empty", task="binary", labels=["finding"])
+        with pytest.raises(NotFoundError):
+            sdk.datasets.delete_image(dataset, "img_never")
+        first = sdk.datasets.delete(dataset)
+        assert (first.kind, first.target, first.removed["images"]) == ("dataset", dataset.id, 0)
+        assert sdk.datasets.delete(dataset).id != first.id
+        with pytest.raises(NotFoundError):
+            sdk.datasets.get(dataset)
+        nobody = sdk.erasures.create("NO-SUCH-PATIENT")
+        assert nobody.kind == "patient" and nobody.removed["images"] == 0
+        assert "NO-SUCH-PATIENT" not in nobody.model_dump_json()
