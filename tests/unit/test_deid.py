@@ -355,3 +355,12 @@ def test_real_crs_and_dxs_from_pydicom_pydicom_data_and_deid_data_still_pass() -
         assert pixels.decode(roundtrip(out)).std() > 0, path
         passed.append(path.name)
     assert len(passed) >= 9 and "cat.dcm" in passed  # pydicom-data's CRs and deid-data's DX
+
+
+@pytest.mark.parametrize("dates", ["shift", "remove"])
+def test_the_dates_option_alone_decides_a_date_another_option_would_keep(dates: str) -> None:
+    ds = radiograph()
+    ds.DateOfLastCalibration, ds.TimeOfLastCalibration = "20220301", "080000"  # device identity rows
+    out, result = clean(ds, dates=dates, retain_device_identity=True)
+    assert out.get("DateOfLastCalibration") != "20220301" and out.get("TimeOfLastCalibration") != "080000"
+    assert "DateOfLastCalibration" not in result.kept
