@@ -16,7 +16,7 @@ from pathlib import Path
 from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
-from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
 
 from tests.fixtures_dicom import radiograph, to_bytes
 
@@ -57,6 +57,31 @@ def rle_bomb(side: int = 20000, patient: int = 901) -> bytes:
     segment = b"\x81\x00" * 512  # each pair: 128 zero bytes
     header = struct.pack("<16I", 1, 64, *([0] * 14))
     ds.PixelData = encapsulate([header + segment])
+    ds["PixelData"].VR = "OB"
+    return to_bytes(ds)
+
+
+def compressed_frame_bomb(side: int = 30000, kind: str = "jpeg", patient: int = 902) -> bytes:
+    """A 256 x 256 radiograph by its DICOM header whose one compressed frame declares `side` x `side`
+    in its own header (JPEG SOF or JPEG 2000 SIZ): the decoder would allocate the latter."""
+    import numpy as np
+    from PIL import Image
+
+    ds = radiograph(patient=patient, size=256)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    grey = Image.fromarray(np.random.default_rng(patient).integers(0, 255, (256, 256), dtype=np.uint8))
+    buf = io.BytesIO()
+    if kind == "jpeg":
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+        grey.save(buf, "JPEG")
+        frame = bytearray(buf.getvalue())
+        struct.pack_into(">HH", frame, frame.index(b"\xff\xc0") + 5, side, side)
+    else:
+        ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+        grey.save(buf, "JPEG2000", no_jp2=True, irreversible=False)
+        frame = bytearray(buf.getvalue())
+        struct.pack_into(">II", frame, 8, side, side)  # SIZ: Xsiz, Ysiz
+    ds.PixelData = encapsulate([bytes(frame)])
     ds["PixelData"].VR = "OB"
     return to_bytes(ds)
 

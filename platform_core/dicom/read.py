@@ -20,6 +20,8 @@ from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
+from platform_core.dicom import codestream
+
 if TYPE_CHECKING:
     from platform_core.config import Settings
 
@@ -100,7 +102,8 @@ def load(data: bytes, caps: Caps = DEFAULT_CAPS) -> Dataset:
 
 
 def check_pixels(ds: Dataset, max_pixels: int) -> None:
-    """Rows x Columns x frames x samples from the header against the cap, before any decode."""
+    """Rows x Columns x frames x samples from the header, and the first compressed frame's own size,
+    against the cap, before any decode."""
     try:
         declared = (
             int(ds.get("Rows", 0) or 0)
@@ -112,10 +115,14 @@ def check_pixels(ds: Dataset, max_pixels: int) -> None:
         raise Rejected("corrupt") from None
     if declared > max_pixels:
         raise Rejected("too_large", over_pixels(declared, max_pixels))
+    # A JPEG-family decoder allocates what the compressed frame's own header says.
+    frame = codestream.declared_pixels(ds)
+    if frame is not None and frame > max_pixels:
+        raise Rejected("too_large", over_pixels(frame, max_pixels, "its compressed frame"))
 
 
-def over_pixels(declared: int, max_pixels: int) -> str:
-    return f"the image declares {declared:,} pixels; the limit is {max_pixels:,} (MEDTUNE_MAX_PIXELS)"
+def over_pixels(declared: int, max_pixels: int, what: str = "the image") -> str:
+    return f"{what} declares {declared:,} pixels; the limit is {max_pixels:,} (MEDTUNE_MAX_PIXELS)"
 
 
 def _inflated(data: bytes, cap: int) -> io.BytesIO:

@@ -2,8 +2,9 @@
 
 A live API (uvicorn in its own process) and a real Celery worker process, embedded mode as `medtune up`
 runs them (SQLite, local objects, filesystem broker), receive a deflate bomb, an RLE pixel bomb, a
-PNG declaring 100000 x 100000 pixels sent to predict, a zip of 100,000 empty members, a multipart
-body of 100,000 parts, a predict body of 10,000 instances and jobs with absurd hyperparameters. Each
+JPEG frame declaring 30000 x 30000 inside a 256 x 256 file, a PNG declaring 100000 x 100000 pixels
+sent to predict, a zip of 100,000 empty members, a multipart body of 100,000 parts, a predict body
+of 10,000 instances and jobs with absurd hyperparameters. Each
 process's peak resident memory (VmHWM, the worker's pool child included) stays within 1 GiB of its
 baseline, /readyz answers 200 afterwards, and a valid file uploaded next is accepted by the worker.
 
@@ -29,7 +30,14 @@ import httpx
 import pytest
 
 from tests.fixtures_dicom import radiograph, to_bytes
-from tests.hostile_inputs import deflate_bomb, empty_members_zip, many_parts, png_header, rle_bomb
+from tests.hostile_inputs import (
+    compressed_frame_bomb,
+    deflate_bomb,
+    empty_members_zip,
+    many_parts,
+    png_header,
+    rle_bomb,
+)
 from tests.services import ROOT, WorkerProcess, free_port, wait_for
 
 pytestmark = [pytest.mark.slow]
@@ -190,6 +198,11 @@ def test_hostile_inputs_get_clear_answers_and_memory_stays_flat(platform: Platfo
     outcome = upload(client, dataset_id, "rle.dcm", rle_bomb(20000), "application/dicom")
     assert (outcome["outcome"], outcome["reason"]) == ("rejected", "too_large"), outcome
     assert "400,000,000" in outcome["message"] and "MEDTUNE_MAX_PIXELS" in outcome["message"]
+
+    # A JPEG frame whose own header says 30000 x 30000 inside a file whose DICOM header says 256 x 256.
+    outcome = upload(client, dataset_id, "jpeg.dcm", compressed_frame_bomb(30000), "application/dicom")
+    assert (outcome["outcome"], outcome["reason"]) == ("rejected", "too_large"), outcome
+    assert "compressed frame declares 900,000,000 pixels" in outcome["message"]
 
     # A PNG declaring 100000 x 100000 pixels, and the RLE bomb, sent to predict.
     huge = png_header(100_000, 100_000)

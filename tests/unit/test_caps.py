@@ -19,7 +19,7 @@ from platform_core.dicom.read import Caps, Rejected, load, parse
 from platform_core.storage.local import LocalStore
 from platform_core.training.jobs.schemas import JobCreate
 from tests.fixtures_dicom import radiograph, to_bytes
-from tests.hostile_inputs import deflate_bomb, empty_members_zip, png_header, rle_bomb
+from tests.hostile_inputs import compressed_frame_bomb, deflate_bomb, empty_members_zip, png_header, rle_bomb
 
 SMALL = Caps(max_inflated_bytes=64 * 1024 * 1024, max_pixels=64_000_000)
 
@@ -70,6 +70,18 @@ def test_declared_pixels_are_checked_before_any_decode() -> None:
     ds.NumberOfFrames = 3
     with pytest.raises(Rejected):
         pixels.decode(ds, max_pixels=10_000)
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "j2k"])
+def test_a_compressed_frame_is_checked_by_its_own_header(kind: str) -> None:
+    bomb = compressed_frame_bomb(30000, kind)
+    for step in (lambda: parse(bomb), lambda: pixels.decode(load(bomb))):
+        with pytest.raises(Rejected) as caught:
+            step()
+        assert caught.value.reason == "too_large"
+        assert "compressed frame declares 900,000,000 pixels" in str(caught.value.detail)
+    honest = parse(compressed_frame_bomb(256, kind)).dataset  # its frame says what its header says
+    assert pixels.decode(honest).shape == (256, 256)
 
 
 def test_the_worker_rejects_a_stored_pixel_bomb_as_too_large(tmp_path: Path) -> None:
