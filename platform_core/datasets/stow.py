@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from python_multipart.multipart import parse_options_header
 from sqlalchemy.orm import Session
@@ -16,7 +15,7 @@ from platform_core.datasets import parts
 from platform_core.datasets.ingest import Ingestor
 from platform_core.datasets.models import Dataset as DatasetRow
 from platform_core.datasets.parts import Part
-from platform_core.dicom.read import Caps
+from platform_core.dicom.read import Caps, header
 from platform_core.errors import BadRequest, UnsupportedMediaType
 
 CANNOT_UNDERSTAND = 0xC000
@@ -38,8 +37,7 @@ def check_content_type(content_type: str) -> bytes:
 def _uids(fh: IO[bytes]) -> tuple[str | None, str | None]:
     """The sender's own UIDs, for the reply; the header alone is read (a part may be huge)."""
     try:
-        fh.seek(0)
-        ds = dcmread(fh, force=True, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
+        ds = header(fh, ["SOPClassUID", "SOPInstanceUID"])  # a deflate bomb is not inflated for this
         return str(ds.get("SOPClassUID", "")) or None, str(ds.get("SOPInstanceUID", "")) or None
     except Exception:
         return None, None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -32,6 +32,8 @@ DEFAULT_MAX_INFLATED_BYTES = 2 * 1024**3  # Settings.max_upload_bytes
 # and inflated bytes taken per step (what one step may allocate).
 INFLATE_INPUT = 16 * 1024
 INFLATE_OUTPUT = 4 * 1024 * 1024
+# What header() inflates of a deflated body to read its first elements (the UIDs come early).
+HEADER_BYTES = 1024 * 1024
 
 
 class Rejected(Exception):
@@ -101,6 +103,25 @@ def load(data: bytes, caps: Caps = DEFAULT_CAPS) -> Dataset:
         raise Rejected("corrupt" if looks_like_dicom(data) else "not_dicom") from None
 
 
+def header(fh: IO[bytes], tags: list[str]) -> Dataset:
+    """The named header elements of a file, pixels never read; a deflated body is inflated only as far
+    as HEADER_BYTES (elements past that are missing). Raises whatever pydicom raises."""
+    fh.seek(0)
+    head = fh.read(PREAMBLE_END)
+    if looks_like_dicom(head):
+        meta = _read_meta(cast(BinaryIO, fh))
+        if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+            body = zlib.decompressobj(-zlib.MAX_WBITS).decompress(fh.read(HEADER_BYTES), HEADER_BYTES)
+            out = io.BytesIO(head)
+            out.seek(0, io.SEEK_END)
+            _write_meta(out, meta)
+            out.write(body)
+            out.seek(0)
+            return dcmread(out, stop_before_pixels=True, specific_tags=tags)
+    fh.seek(0)
+    return dcmread(fh, force=True, stop_before_pixels=True, specific_tags=tags)
+
+
 def check_pixels(ds: Dataset, max_pixels: int) -> None:
     """Rows x Columns x frames x samples from the header, and the first compressed frame's own size,
     against the cap, before any decode."""
@@ -131,9 +152,7 @@ def _inflated(data: bytes, cap: int) -> io.BytesIO:
     if not looks_like_dicom(data):
         return fp
     fp.seek(PREAMBLE_END)
-    meta = FileMetaDataset(
-        read_dataset(fp, is_implicit_VR=False, is_little_endian=True, stop_when=_past_group_2)
-    )
+    meta = _read_meta(fp)
     if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
         fp.seek(0)
         return fp
@@ -141,17 +160,29 @@ def _inflated(data: bytes, cap: int) -> io.BytesIO:
     _inflate(body, cap, None)  # a first pass that keeps nothing: a bomb costs time, not memory
     out = io.BytesIO()
     out.write(data[:PREAMBLE_END])
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    header = DicomBytesIO()
-    write_file_meta_info(header, meta, enforce_standard=False)  # updates the group length
-    out.write(header.getvalue())
+    _write_meta(out, meta)
     _inflate(body, cap, out)
     out.seek(0)
     return out
 
 
-def _past_group_2(tag: int, vr: str | None, length: int) -> bool:
-    return tag >> 16 != 2
+def _write_meta(out: io.BytesIO, meta: FileMetaDataset) -> None:
+    """The file meta, now saying Explicit VR Little Endian (what the inflated body is)."""
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buf = DicomBytesIO()
+    write_file_meta_info(buf, meta, enforce_standard=False)  # updates the group length
+    out.write(buf.getvalue())
+
+
+def _read_meta(fp: BinaryIO) -> FileMetaDataset:
+    """The file meta group (always Explicit VR Little Endian), from just past the preamble."""
+
+    def past_group_2(tag: int, vr: str | None, length: int) -> bool:
+        return tag >> 16 != 2
+
+    return FileMetaDataset(
+        read_dataset(fp, is_implicit_VR=False, is_little_endian=True, stop_when=past_group_2)
+    )
 
 
 def _inflate(body: memoryview, cap: int, out: io.BytesIO | None) -> int:

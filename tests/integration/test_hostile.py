@@ -194,6 +194,15 @@ def test_hostile_inputs_get_clear_answers_and_memory_stays_flat(platform: Platfo
     assert (outcome["outcome"], outcome["reason"]) == ("rejected", "too_large"), outcome
     assert "MEDTUNE_MAX_INFLATED_BYTES" in outcome["message"]
 
+    # The same bomb over STOW-RS: failed, with the sender's UIDs read without inflating it.
+    bomb = deflate_bomb(3 * 1024**3, patient=903)
+    related = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=b3'}
+    stow = b"--b3\r\nContent-Type: application/dicom\r\n\r\n" + bomb + b"\r\n--b3--\r\n"
+    r = client.post(f"/v1/datasets/{dataset_id}/dicomweb/studies", headers=related, content=stow)
+    assert r.status_code == 409, r.text
+    [failed] = r.json()["00081198"]["Value"]
+    assert failed["00081155"]["Value"] == [radiograph(patient=903).SOPInstanceUID]
+
     # An RLE pixel bomb: 20000 x 20000 declared over a few kB of segments, refused from its header.
     outcome = upload(client, dataset_id, "rle.dcm", rle_bomb(20000), "application/dicom")
     assert (outcome["outcome"], outcome["reason"]) == ("rejected", "too_large"), outcome

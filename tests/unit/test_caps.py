@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import resource
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 from platform_core.datasets import archives
 from platform_core.datasets.ingest import PixelJob, build_caches
 from platform_core.dicom import pixels
-from platform_core.dicom.read import Caps, Rejected, load, parse
+from platform_core.dicom.read import Caps, Rejected, header, load, parse
 from platform_core.storage.local import LocalStore
 from platform_core.training.jobs.schemas import JobCreate
 from tests.fixtures_dicom import radiograph, to_bytes
@@ -42,6 +43,12 @@ def test_a_deflate_bomb_is_refused_at_the_cap_naming_it() -> None:
     assert caught.value.reason == "too_large"
     assert "MEDTUNE_MAX_INFLATED_BYTES" in str(caught.value.detail)
     assert f"{SMALL.max_inflated_bytes:,}" in str(caught.value.detail)
+
+
+def test_the_header_of_a_deflate_bomb_reads_without_inflating_it() -> None:
+    ds = header(io.BytesIO(deflate_bomb(3 * 1024**3)), ["SOPClassUID", "SOPInstanceUID"])
+    assert ds.SOPInstanceUID == radiograph(patient=900).SOPInstanceUID
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 1024 * 1024  # KiB: under 1 GiB
 
 
 def test_a_broken_deflate_stream_is_corrupt() -> None:
