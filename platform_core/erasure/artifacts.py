@@ -77,14 +77,21 @@ def scrub_mlflow_runs(tracking_uri: str | None, run_ids: Sequence[str], image_id
     """Rewrite or delete the runs' text artifacts that name erased images; the count touched."""
     if not tracking_uri or not run_ids or not image_ids:
         return 0
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
     touched = 0
     for run_id in sorted(set(run_ids)):
-        run = client.get_run(run_id)
-        repo = get_artifact_repository(run.info.artifact_uri)
+        try:
+            run = client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                continue  # deleted from MLflow already: nothing of it to scrub
+            raise
+        repo = get_artifact_repository(run.info.artifact_uri, tracking_uri=tracking_uri)
         for path in _text_artifacts(repo, None):
             touched += _scrub_one(repo, path, image_ids)
     return touched

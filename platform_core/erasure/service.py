@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from platform_core.datasets.models import Dataset, Image
+from platform_core.dicom import cache
 from platform_core.dicom.deid import pseudonym
 from platform_core.erasure import artifacts
 from platform_core.erasure import repository as repo
@@ -87,7 +88,8 @@ class Eraser:
     def _erase(self, images: Sequence[Image], studies: Sequence[str]) -> Removed:
         s = self.session
         ids = sorted(i.id for i in images)
-        keys = [k for i in images for k in (i.dicom_key, i.cache_key)]
+        # The cache's own key too: a pixel task may have written it and not yet recorded it.
+        keys = [k for i in images for k in (i.dicom_key, i.cache_key, cache_key(i))]
         versions = repo.mark_versions(s, ids)
         splits = repo.mark_splits(s, ids)
         jobs = repo.mark_jobs(s, sorted(splits), sorted(versions))
@@ -136,6 +138,10 @@ class Eraser:
                 "created_at": record.created_at,
             }  # fmt: skip
         )
+
+
+def cache_key(image: Image) -> str:
+    return f"datasets/{image.dataset_id}/cache/{image.id}{cache.SUFFIX}"
 
 
 def patient_pseudonym(secret: str, patient_id: str) -> str:
