@@ -9,6 +9,7 @@ can list base models without it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from platform_core.errors import Invalid
@@ -78,6 +79,8 @@ class BackboneEntry:
 
 
 _REGISTRY: dict[str, BackboneEntry] = {}
+# a timm architecture (with an optional pretrained tag) or a Hugging Face hub id
+_TIMM_NAME = re.compile(r"[a-z0-9_]+(\.[A-Za-z0-9_]+)?|hf-hub:[\w.-]+/[\w.-]+")
 
 
 def register(entry: BackboneEntry) -> BackboneEntry:
@@ -88,12 +91,20 @@ def register(entry: BackboneEntry) -> BackboneEntry:
 
 
 def get(name: str) -> BackboneEntry:
-    try:
+    """A catalog entry by name; any other timm name or `hf-hub:` id gets an entry inferred from its
+    modules (that imports timm, so only names outside the catalog need torch here)."""
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        raise Invalid(
-            f"unknown base model '{name}'; known: {', '.join(sorted(_REGISTRY))}", param="base_model"
-        ) from None
+    if not _TIMM_NAME.fullmatch(name):
+        known = ", ".join(sorted(_REGISTRY))
+        raise Invalid(f"unknown base model '{name}'; known: {known}", param="base_model")
+    from platform_core.training import inferred
+
+    try:
+        return inferred.entry_for(name)
+    except inferred.NotATimmModel as exc:
+        raise Invalid(f"{exc.message}; the catalog has: {', '.join(sorted(_REGISTRY))}",
+                      param="base_model") from None  # fmt: skip
 
 
 def names() -> list[str]:

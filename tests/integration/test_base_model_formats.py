@@ -164,3 +164,24 @@ def test_the_catalog_lists_radiography_foundation_models_first_with_licenses(fs:
     assert by_id["biomedclip_vit_base_patch16_224"]["license"] == "MIT"
     assert by_id["xrv_densenet121_res224_all"]["std"] == [1 / 2048] * 3
     assert "eva02_base_patch14_448.mim_in22k_ft_in22k_in1k" in by_id
+
+
+def test_any_timm_model_by_name_trains_and_an_unreadable_hub_id_is_a_422(
+    fs: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    hp = {**FAST, "image_size": 64}
+    done = _wait(
+        fs, _create(fs, base_model="test_efficientnet", hyperparameters=hp)["id"], TERMINAL, timeout=240
+    )
+    assert done["status"] == "succeeded", done["error"]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    body = {
+        "dataset_id": fs.base.dataset_id,
+        "base_model": "hf-hub:medtune-tests/absent",
+        "weights": "random",
+    }
+    r = fs.client.post("/v1/fine-tuning/jobs", json=body, headers=fs.headers)
+    assert r.status_code == 422 and r.json()["error"]["param"] == "base_model"
+    assert "timm cannot build it here" in r.json()["error"]["message"]

@@ -88,3 +88,58 @@ def test_the_files_to_bring_follow_the_published_format() -> None:
 def test_an_unknown_format_is_refused() -> None:
     with pytest.raises(Invalid, match="format must be one of"):
         catalog.BackboneEntry("x", "x", 1, (0.5,) * 3, (0.5,) * 3, "x", "head", "vit", weights_format="keras")
+
+
+# --- any timm model by name or hf-hub id -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "family", "classifier", "a_target"),
+    [
+        ("resnet18", "cnn", "fc", "layer2.0.conv1"),
+        ("test_vit2", "vit", "head", "blocks.0.attn.qkv"),
+        ("test_convnext", "cnn", "head.fc", "stages.0.blocks.0.mlp.fc1"),
+        ("test_efficientnet", "cnn", "classifier", "blocks.1.0.conv_pwl"),
+    ],
+)
+def test_a_timm_model_outside_the_catalog_gets_inferred_targets_and_classifier(
+    name: str, family: str, classifier: str, a_target: str
+) -> None:
+    from platform_core.training.models import MethodConfig, build_model
+    from platform_core.training.weights import RANDOM, ResolvedWeights
+
+    entry = catalog.get(name)
+    assert (entry.family, entry.classifier, entry.arch) == (family, classifier, name)
+    assert name not in catalog.names()
+    model = build_model(
+        entry, 2, MethodConfig("lora", r=2, alpha=4), ResolvedWeights(RANDOM, RANDOM, None), 64
+    )
+    lora = {n.split(".lora_A")[0].removeprefix("base_model.model.") for n, _ in model.named_parameters()
+            if ".lora_A" in n}  # fmt: skip
+    assert a_target in lora
+    # frozen: the stem, downsampling paths and the classifier itself never get LoRA matrices
+    assert not any(part in n for n in lora for part in ("downsample", "stem", "conv_stem", classifier + "."))
+    assert model(__import__("torch").zeros(1, 3, 64, 64)).shape == (1, 2)
+
+
+def test_an_unknown_name_is_a_422_that_lists_the_catalog() -> None:
+    with pytest.raises(Invalid, match="no such timm architecture.*the catalog has: .*rad_dino") as err:
+        catalog.get("resnet_999")
+    assert err.value.status_code == 422 and err.value.param == "base_model"
+
+
+def test_an_hf_hub_id_that_cannot_be_read_is_a_422_naming_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(Invalid, match="hf-hub:medtune-tests/absent.*timm cannot build it here") as err:
+        catalog.get("hf-hub:medtune-tests/absent")
+    assert err.value.param == "base_model"
+
+
+def test_a_module_without_targets_infers_none() -> None:
+    from torch import nn
+
+    from platform_core.training.inferred import _lora_targets
+
+    assert _lora_targets(nn.Sequential(nn.ReLU(), nn.Linear(2, 2)), "1") is None
