@@ -338,3 +338,65 @@ def test_weights_unavailable_names_the_exact_files_to_bring() -> None:
     xrv_entry = catalog.get("xrv_densenet121_res224_all")
     assert xrv_entry.weights_files[0] in how_to_register(xrv_entry)
     assert "format=torchxrayvision" in how_to_register(xrv_entry)
+
+
+def _into_hub_cache(cache: Path, repo: str, folder: Path) -> None:
+    """The Hugging Face cache layout huggingface_hub writes: refs/main -> snapshots/<revision>/<files>."""
+    root = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = root / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    for p in folder.iterdir():
+        (snapshot / p.name).write_bytes(p.read_bytes())
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text("0" * 40)
+
+
+def test_pretrained_published_weights_load_from_the_hub_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+    from transformers import Dinov2Config, Dinov2Model
+
+    from platform_core.training import catalog
+    from platform_core.training.weights import PRETRAINED, pretrained_cached
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    entry = catalog.get("test_rad_dino")
+    assert not pretrained_cached(entry)
+    config = Dinov2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=28, patch_size=14
+    )
+    ref = Dinov2Model(config).eval()
+    ref.save_pretrained(tmp_path / "published")
+    _into_hub_cache(tmp_path / "hub", "medtune-tests/tiny-rad-dino", tmp_path / "published")
+    assert pretrained_cached(entry)
+    model = create_backbone(entry, 2, 28, ResolvedWeights(PRETRAINED, "hub", None)).eval()
+    x = torch.randn(1, 3, 28, 28)
+    with torch.no_grad():
+        assert max_diff(model.forward_features(x), ref(pixel_values=x).last_hidden_state) <= TOL
+
+
+def test_pretrained_torchxrayvision_release_loads_from_beside_the_hub_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torchxrayvision
+    from huggingface_hub import constants
+
+    from platform_core.training import catalog
+    from platform_core.training.weights import PRETRAINED, release_path
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    entry = catalog.get("test_xrv_densenet")
+    ref = torchxrayvision.models.DenseNet(
+        weights=None, growth_rate=8, block_config=(2, 2, 2, 2), num_init_features=16
+    )
+    path = release_path(entry)
+    path.parent.mkdir(parents=True)
+    torch.save(ref.eval(), path)
+    model = create_backbone(entry, 2, 64, ResolvedWeights(PRETRAINED, "release", None)).eval()
+    grey = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        expected = ref.features2((2 * grey - 1) * 1024)
+        x = Normalize(entry.mean, entry.std)(grey)
+        features = model.forward_head(model.forward_features(x), pre_logits=True)
+    assert max_diff(features, expected) <= TOL * float(expected.abs().max().clamp(min=1))
