@@ -50,6 +50,8 @@ def promote(
     job = jobs.get_job(session, body.job_id, project_id)
     if job.status != "succeeded" or not job.adapter_key or not job.labels:
         raise Conflict(f"job {job.id} has not succeeded; only a finished job can be promoted", param="job_id")
+    if job.data_erased:
+        raise Conflict(f"job {job.id} trained on images erased since; it cannot be promoted", param="job_id")
     method = dict(job.method)
     if method.get("type") == "full":
         raise Invalid(

@@ -306,6 +306,8 @@ def _erase_one_image(w: World, image_id: str, tmp: Path) -> None:
     assert _marks(w) == {"job": True, "model_version": True, "split": 1, "version": 1}
     gate = c.put("/v1/models/cxr/aliases/staging", headers=w.a, json={"version": 1, "force": True})
     assert gate.status_code == 409 and "erased" in gate.json()["error"]["message"]
+    again = c.post("/v1/models", headers=w.a, json={"job_id": w.job_id, "name": "cxr"})
+    assert again.status_code == 409 and "erased" in again.json()["error"]["message"]
     manifest = c.get(f"/v1/datasets/{w.dataset_id}/splits/{w.split_id}/manifest", headers=w.a)
     assert manifest.status_code == 200 and image_id not in manifest.text
     assert manifest.headers["x-erased-members"] == "1"
