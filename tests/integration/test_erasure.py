@@ -424,3 +424,39 @@ def test_sdk_erases_a_dataset_and_a_patient_and_names_a_missing_image(world: Wor
         nobody = sdk.erasures.create("NO-SUCH-PATIENT")
         assert nobody.kind == "patient" and nobody.removed["images"] == 0
         assert "NO-SUCH-PATIENT" not in nobody.model_dump_json()
+
+
+def test_erasure_on_sqlite_the_embedded_database(sqlite_url: str, tmp_path: Path) -> None:
+    """The same queries on SQLite (embedded mode): a frozen version marked, rows and objects gone."""
+    from platform_core.erasure.service import Eraser
+    from platform_core.splits import service as splits
+    from platform_core.storage import open_store
+
+    settings = Settings(data_dir=tmp_path / "data", database_url=sqlite_url, broker_url="memory://",
+                        result_backend="cache+memory://", object_store_url=f"file://{tmp_path / 'objects'}",
+                        deid_secret="erasure-sqlite-" + secrets.token_hex(16))  # fmt: skip
+    store = open_store(settings.object_store_url or "", settings)
+    sessions = make_sessionmaker(make_engine(sqlite_url))
+    project_id, dataset_id, _a, _b = _ingest(settings, store, sessions)
+    images = _image_rows(sessions, dataset_id)
+    with sessions() as s:
+        version = splits.freeze_version(s, project_id, dataset_id)
+        s.commit()
+        eraser = Eraser(s, store, settings.mlflow_tracking_uri, project_id)
+        patient = eraser.erase_patient(settings.resolved_secret(), f"{PLANTED['patient_id']}-{TWICE}")
+        s.commit()
+        assert (patient.removed.images, patient.removed.dataset_versions_marked) == (2, 1)
+        s.refresh(version)
+        assert version.erased_members == 2
+        whole = eraser.erase_dataset(dataset_id)
+        s.commit()
+        assert whole.removed.images == N - 1 and eraser.erase_dataset(dataset_id).removed.images == 0
+        s.commit()
+    assert list(store.list("")) == []
+    with sessions() as s:
+        from platform_core.db.models import Base
+
+        for table in Base.metadata.sorted_tables:
+            if table.name not in RECORD_TABLES:
+                text = " ".join(repr(tuple(r)) for r in s.execute(select(table)))
+                assert not [i for i in images if i in text], table.name
