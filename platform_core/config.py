@@ -77,6 +77,16 @@ class Settings(BaseSettings):
     # Tests only: a worker task dies (os._exit) when it reaches an id listed in this file (worker/faults.py).
     test_crash_file: Path | None = None
 
+    # PACS (platform_core.pacs): the DICOM listener's own AE title (C-ECHO, C-MOVE destination), where it
+    # listens, and who may associate: entries "AE", "AE@host" or "*@host"; empty refuses every caller.
+    # PACS node secrets are encrypted with a key derived (HKDF) from the de-identification secret.
+    dicom_ae_title: str = Field(default="MEDTUNE", min_length=1, max_length=16)
+    dicom_host: str = "127.0.0.1"
+    dicom_port: int = Field(default=11112, ge=1, le=65535)
+    dicom_allowed_callers: list[str] = Field(default_factory=list)
+    # An import whose worker stopped beating this long is sent again by the beat (it resumes).
+    pacs_import_stale_s: float = Field(default=120.0, gt=0)
+
     adapter_cache_size: int = 16
     # bf16 autocast for serving where the hardware has it (CUDA bf16, AVX-512 BF16/AMX): 1.9-2.5x faster
     # on ViT-S/ResNet-50 here, probabilities within ~0.003 of fp32. Off: answers stay fp32-exact.

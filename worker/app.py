@@ -11,7 +11,13 @@ from platform_core.config import Settings, get_settings
 from platform_core.db.outbox import TaskMessage
 
 QUEUES = ("ingest", "train", "infer")
-TASK_MODULES = ["worker.tasks.system", "worker.tasks.ingest", "worker.tasks.train", "worker.tasks.infer"]
+TASK_MODULES = [
+    "worker.tasks.system",
+    "worker.tasks.ingest",
+    "worker.tasks.train",
+    "worker.tasks.infer",
+    "worker.tasks.pacs",
+]
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -58,7 +64,12 @@ def make_celery(settings: Settings | None = None) -> Celery:
                 "task": "train.requeue_stale",
                 "schedule": settings.stale_job_check_s,
                 "options": {"queue": "ingest", "expires": settings.stale_job_check_s},
-            }
+            },
+            "requeue-stale-imports": {
+                "task": "pacs.requeue_stale",
+                "schedule": settings.pacs_import_stale_s / 2,
+                "options": {"queue": "ingest", "expires": settings.pacs_import_stale_s / 2},
+            },
         },
     )
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.routers import base_models, datasets, dicomweb, erasures, jobs, keys, models, projects, splits
+from api.routers import base_models, datasets, dicomweb, erasures, jobs, keys, models, pacs, projects, splits
 
 ROUTERS = [
     projects.router,
@@ -14,4 +14,5 @@ ROUTERS = [
     base_models.router,
     models.router,
     erasures.router,
+    pacs.router,
 ]

@@ -27,6 +27,8 @@ class Dataset(TimestampMixin, Base):
     duplicate_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Set by DELETE /v1/datasets/{id}: the row stays so jobs and versions trained on it keep their record.
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # The called AE title a PACS C-STOREs to for this dataset (platform_core.pacs); unique per deployment.
+    dicom_ae_title: Mapped[str | None] = mapped_column(String(16), unique=True, default=None)
 
 
 class Study(TimestampMixin, Base):

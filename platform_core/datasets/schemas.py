@@ -37,6 +37,8 @@ class DatasetCreate(BaseModel):
     task: Literal["binary", "multilabel"]
     labels: list[str] = Field(min_length=1, max_length=200)
     options: DatasetOptions = Field(default_factory=DatasetOptions)
+    # The called AE title a PACS C-STOREs to for this dataset (unique per deployment; platform_core.pacs).
+    dicom_ae_title: str | None = Field(None, pattern=r"^[ -\[\]-~]*[!-\[\]-~][ -\[\]-~]*$", max_length=16)
 
     @field_validator("labels")
     @classmethod
@@ -71,6 +73,7 @@ class DatasetOut(BaseModel):
     task: str
     labels: list[str]
     options: DatasetOptions
+    dicom_ae_title: str | None = None
     status: Literal["ingesting", "ready"]
     counts: Counts
     created_at: datetime

@@ -23,8 +23,9 @@ from platform_core.datasets.schemas import (
 )
 from platform_core.datasets.uploads import UploadBatch
 from platform_core.dicom.read import Caps
-from platform_core.errors import Invalid, NotFound
+from platform_core.errors import Conflict, Invalid, NotFound
 from platform_core.ids import new_id
+from platform_core.pacs import repository as pacs_repository
 from platform_core.storage import ObjectStore
 
 
@@ -39,10 +40,22 @@ def create_dataset(session: Session, project_id: str, body: DatasetCreate) -> Da
         labels=body.labels,
         options=body.options.model_dump(),
         duplicate_count=0,
+        dicom_ae_title=ae_title(session, body.dicom_ae_title),
     )
     session.add(dataset)
     session.flush()
     return dataset
+
+
+def ae_title(session: Session, wanted: str | None) -> str | None:
+    """A dataset's called AE title, free in the whole deployment (the listener's own title, checked
+    first by the listener, is best left to it)."""
+    if wanted is None:
+        return None
+    title = wanted.strip()
+    if pacs_repository.ae_taken(session, title):
+        raise Conflict(f"the AE title '{title}' is taken", param="dicom_ae_title")
+    return title
 
 
 def get_dataset(session: Session, project_id: str, dataset_id: str) -> Dataset:
@@ -94,6 +107,7 @@ def dataset_out(session: Session, dataset: Dataset) -> DatasetOut:
         task=dataset.task,
         labels=list(dataset.labels),
         options=DatasetOptions.model_validate(dataset.options),
+        dicom_ae_title=dataset.dicom_ae_title,
         status="ingesting" if c.pending else "ready",
         counts=c,
         created_at=dataset.created_at,

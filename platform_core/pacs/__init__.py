@@ -1,0 +1,1 @@
+"""PACS connectivity: the DICOM listener, PACS nodes, imports by query."""

@@ -1,0 +1,193 @@
+"""PACS nodes (secrets sealed with the deployment key, never returned), imports by query (created
+here, run by platform_core.pacs.imports on the ingest queue), cancel, and the listener's associations."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from platform_core.datasets import labels
+from platform_core.datasets.models import Dataset
+from platform_core.datasets.schemas import LabelImport
+from platform_core.db import outbox
+from platform_core.db.base import utcnow
+from platform_core.dicom.deid import key_hmac
+from platform_core.errors import Conflict, Invalid, NotFound
+from platform_core.ids import new_id
+from platform_core.pacs import crypto, repository
+from platform_core.pacs.models import DicomAssociation, PacsImport, PacsImportStudy, PacsNode
+from platform_core.pacs.schemas import (
+    AssociationOut,
+    ImportCreate,
+    ImportOut,
+    ImportProgress,
+    PacsNodeCreate,
+    PacsNodeOut,
+    StudyOutcome,
+)
+
+TASK = "pacs.run_import"
+LABELS_BYTES = 64 * 1024 * 1024
+TERMINAL = ("succeeded", "failed", "cancelled")
+LABEL_COUNTS = {"rows", "imported", "matched", "unmatched"}
+
+
+# --- nodes ------------------------------------------------------------------------------------
+
+
+def create_node(session: Session, secret: str, project_id: str, body: PacsNodeCreate) -> PacsNode:
+    if repository.node_named(session, project_id, body.name) is not None:
+        raise Conflict(f"a PACS node named '{body.name}' exists", param="name")
+    auth = body.auth.model_dump(exclude={"type"}, exclude_none=True)
+    node = PacsNode(
+        id=new_id("pn"), project_id=project_id, name=body.name, kind=body.kind, url=body.url,
+        host=body.host, port=body.port, ae_title=body.ae_title, auth_type=body.auth.type,
+        auth_secret=crypto.seal(secret, auth) if auth else None,
+    )  # fmt: skip
+    session.add(node)
+    session.flush()
+    return node
+
+
+def get_node(session: Session, project_id: str, node_id: str) -> PacsNode:
+    node = repository.get_node(session, project_id, node_id)
+    if node is None:
+        raise NotFound(f"no PACS node '{node_id}'", param="node_id")
+    return node
+
+
+def delete_node(session: Session, project_id: str, node_id: str) -> None:
+    session.delete(get_node(session, project_id, node_id))
+    session.flush()
+
+
+def node_out(node: PacsNode) -> PacsNodeOut:
+    return PacsNodeOut(
+        id=node.id, name=node.name, kind=node.kind, url=node.url, host=node.host, port=node.port,
+        ae_title=node.ae_title, auth_type=node.auth_type, created_at=node.created_at,
+    )  # fmt: skip
+
+
+def node_auth(secret: str, node: PacsNode) -> dict[str, str]:
+    """The node's credentials, decrypted for the import that uses them (never stored elsewhere)."""
+    if node.auth_secret is None:
+        return {}
+    auth: dict[str, str] = crypto.open_sealed(secret, node.auth_secret)
+    return auth
+
+
+# --- imports ----------------------------------------------------------------------------------
+
+
+def create_import(
+    session: Session, secret: str, dataset: Dataset, body: ImportCreate, labels_csv: bytes | None = None
+) -> tuple[PacsImport, LabelImport | None]:
+    """Record the import and its studies (HMACs), seal the original keys, queue the task (after commit).
+    A labels CSV imports its labels here and names the studies by its key column."""
+    node = get_node(session, dataset.project_id, body.node_id)
+    label_result = None
+    if labels_csv is not None:
+        label_result = labels.import_labels(session, secret, dataset, labels_csv)
+        key_type, keys = csv_keys(labels_csv)
+    elif body.study_instance_uids is not None:
+        key_type, keys = "StudyInstanceUID", body.study_instance_uids
+    else:
+        key_type, keys = "AccessionNumber", body.accession_numbers or []
+    keys = unique_keys(keys)
+    if not keys:
+        raise Invalid("the query names no study", param="study_instance_uids")
+    imp = PacsImport(
+        id=new_id("imp"), project_id=dataset.project_id, dataset_id=dataset.id, node_id=node.id,
+        key_type=key_type, status="queued", keys_encrypted=crypto.seal(secret, keys), studies_total=len(keys),
+    )  # fmt: skip
+    session.add(imp)
+    session.flush()
+    for position, key in enumerate(keys):
+        study = PacsImportStudy(import_id=imp.id, key_hmac=key_hmac(secret, key), position=position,
+                                status="pending", instances=0, queued=0, duplicates=0,
+                                rejected=0)  # fmt: skip
+        session.add(study)
+    session.flush()
+    outbox.enqueue(session, TASK, imp.id, queue="ingest")
+    return imp, label_result
+
+
+def unique_keys(keys: Sequence[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for key in keys:
+        if key.strip():
+            seen.setdefault(key.strip(), None)
+    return list(seen)
+
+
+def csv_keys(data: bytes) -> tuple[str, list[str]]:
+    """The key column's values of a labels CSV (already validated by labels.import_labels)."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8-sig")))
+    header = [h.strip() for h in next(reader, [])]
+    column = next(c for c in header if c in labels.KEY_COLUMNS)
+    index = header.index(column)
+    return column, [row[index] for row in reader if index < len(row) and row[index].strip()]
+
+
+def get_import(session: Session, project_id: str, import_id: str) -> PacsImport:
+    imp = repository.get_import(session, project_id, import_id)
+    if imp is None:
+        raise NotFound(f"no import '{import_id}'", param="import_id")
+    return imp
+
+
+def cancel_import(session: Session, imp: PacsImport) -> PacsImport:
+    """Ends a queued or running import (the runner stops before its next study); the keys go now."""
+    if imp.status not in TERMINAL:
+        imp.status = "cancelled"
+        imp.keys_encrypted = None
+        imp.finished_at = utcnow()
+        session.flush()
+    return imp
+
+
+def requeue_stale(session: Session, stale_after_s: float) -> list[str]:
+    """For the beat: imports whose runner stopped beating (a worker that died, a restart) go again."""
+    ids = list(repository.stale_imports(session, utcnow() - timedelta(seconds=stale_after_s)))
+    for import_id in ids:
+        outbox.enqueue(session, TASK, import_id, queue="ingest")
+    return ids
+
+
+def import_out(session: Session, imp: PacsImport, label_result: LabelImport | None = None) -> ImportOut:
+    studies = [_study_out(s) for s in repository.import_studies(session, imp.id)]
+    progress = ImportProgress(
+        studies_total=imp.studies_total,
+        studies_done=sum(s.status == "done" for s in studies),
+        studies_not_found=sum(s.status == "not_found" for s in studies),
+        studies_failed=sum(s.status == "failed" for s in studies),
+        instances=sum(s.instances for s in studies),
+        queued=sum(s.queued for s in studies),
+        duplicates=sum(s.duplicates for s in studies),
+        rejected=sum(s.rejected for s in studies),
+    )
+    return ImportOut(
+        id=imp.id, dataset_id=imp.dataset_id, node_id=imp.node_id, key_type=imp.key_type,
+        status=imp.status,
+        progress=progress, studies=studies,
+        labels=label_result.model_dump(include=LABEL_COUNTS) if label_result else None,
+        error=imp.error, created_at=imp.created_at, finished_at=imp.finished_at,
+    )  # fmt: skip
+
+
+def _study_out(s: PacsImportStudy) -> StudyOutcome:
+    return StudyOutcome(
+        key_hmac=s.key_hmac, status=s.status,
+        instances=s.instances, queued=s.queued, duplicates=s.duplicates, rejected=s.rejected, error=s.error,
+    )  # fmt: skip
+
+
+def association_out(a: DicomAssociation) -> AssociationOut:
+    return AssociationOut(
+        id=a.id, calling_ae_title=a.calling_ae_title, status=a.status, received=a.received, queued=a.queued,
+        duplicates=a.duplicates, rejected=a.rejected, created_at=a.created_at, ended_at=a.ended_at,
+    )  # fmt: skip
