@@ -26,6 +26,13 @@ from platform_core.training.models import create_backbone
 from platform_core.training.weights import ResolvedWeights
 
 TOL = 1e-4
+# a small transformers config (Dinov2 takes its MLP width from mlp_ratio instead)
+SMALL: dict[str, Any] = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
 VIT_TARGETS = ("attn.qkv", "attn.proj")
 
 
@@ -57,14 +64,7 @@ def _seed() -> None:
 def test_transformers_dinov2_matches_the_reference(tmp_path: Path) -> None:
     from transformers import Dinov2Config, Dinov2Model
 
-    config = Dinov2Config(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=28,
-        patch_size=14,
-        layerscale_value=0.5,
-    )
+    config = Dinov2Config(**SMALL, image_size=28, patch_size=14, layerscale_value=0.5)
     ref = Dinov2Model(config).eval()
     ref.save_pretrained(tmp_path)
     state = to_timm(F.TRANSFORMERS, folder_files(tmp_path))
@@ -80,14 +80,7 @@ def test_transformers_dinov2_matches_the_reference(tmp_path: Path) -> None:
 def test_transformers_vit_matches_the_reference(tmp_path: Path) -> None:
     from transformers import ViTConfig, ViTModel
 
-    config = ViTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=32,
-        patch_size=16,
-    )
+    config = ViTConfig(**SMALL, image_size=32, patch_size=16)
     ref = ViTModel(config, add_pooling_layer=False).eval()
     ref.save_pretrained(tmp_path)
     state = to_timm(F.TRANSFORMERS, folder_files(tmp_path))
@@ -106,31 +99,22 @@ def test_transformers_vit_matches_the_reference(tmp_path: Path) -> None:
         assert max_diff(model.forward_features(x), ref(pixel_values=x).last_hidden_state) <= TOL
 
 
+def siglip_entry(arch: str, **kwargs: Any) -> BackboneEntry:
+    """timm's SigLIP ViT at the small config; transformers' SigLIP uses the tanh GELU."""
+    return vit_entry(
+        arch, 28, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, act_layer="gelu_tanh", **kwargs
+    )
+
+
 def test_transformers_siglip_vision_matches_the_reference(tmp_path: Path) -> None:
     from transformers import SiglipVisionConfig, SiglipVisionModel
 
-    config = SiglipVisionConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=28,
-        patch_size=14,
-    )
-    ref = SiglipVisionModel(config).eval()
+    ref = SiglipVisionModel(SiglipVisionConfig(**SMALL, image_size=28, patch_size=14)).eval()
     ref.save_pretrained(tmp_path)
-    state = to_timm(F.TRANSFORMERS, folder_files(tmp_path))
-    entry = vit_entry(
-        "vit_base_patch16_siglip_224",
-        28,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        mlp_ratio=2.0,
-        patch_size=14,
-        act_layer="gelu_tanh",
+    model = load(
+        siglip_entry("vit_base_patch16_siglip_224", patch_size=14),
+        to_timm(F.TRANSFORMERS, folder_files(tmp_path)),
     )
-    model = load(entry, state)
     x = torch.randn(2, 3, 28, 28)
     with torch.no_grad():
         out = ref(pixel_values=x)
@@ -276,23 +260,12 @@ def test_the_vision_half_of_a_full_siglip_checkpoint_loads(tmp_path: Path) -> No
     """MedSigLIP is published as a whole SiglipModel (text tower too); only the image tower is kept."""
     from transformers import SiglipConfig, SiglipModel
 
-    small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
-    config = SiglipConfig(
-        vision_config={**small, "image_size": 28, "patch_size": 14}, text_config={**small, "vocab_size": 64}
-    )
-    ref = SiglipModel(config).eval()
+    vision = {**SMALL, "image_size": 28, "patch_size": 14}
+    ref = SiglipModel(SiglipConfig(vision_config=vision, text_config={**SMALL, "vocab_size": 64})).eval()
     ref.save_pretrained(tmp_path)
-    state = to_timm(F.TRANSFORMERS, folder_files(tmp_path))
-    entry = vit_entry(
-        "vit_so400m_patch14_siglip_224",
-        28,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        mlp_ratio=2.0,
-        act_layer="gelu_tanh",
+    model = load(
+        siglip_entry("vit_so400m_patch14_siglip_224"), to_timm(F.TRANSFORMERS, folder_files(tmp_path))
     )
-    model = load(entry, state)
     x = torch.randn(2, 3, 28, 28)
     with torch.no_grad():
         features = model.forward_head(model.forward_features(x), pre_logits=True)
