@@ -48,14 +48,16 @@ def make_key(settings: Settings, project: str) -> tuple[str, str]:
 
 @contextmanager
 def live_platform(
-    data_dir: Path, *, worker: bool = True, queues: str = "ingest,train,infer"
+    data_dir: Path, *, worker: bool = True, queues: str = "ingest,train,infer", sqlite: bool = False
 ) -> Iterator[Live]:
+    """sqlite=True: the embedded database (a SQLite file in data_dir) instead of a PostgreSQL one."""
     import uvicorn
 
     from api.app import create_app
     from platform_core.db.migrate import upgrade
 
-    db_url = create_pg_database("medtune_live")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db_url = f"sqlite:///{data_dir / 'medtune.db'}" if sqlite else create_pg_database("medtune_live")
     env = {
         "MEDTUNE_DATA_DIR": str(data_dir),
         "MEDTUNE_DATABASE_URL": db_url,
@@ -85,7 +87,8 @@ def live_platform(
             thread.join(timeout=30)
         if proc is not None:
             proc.stop(signal.SIGQUIT)  # cold shutdown: a warm one waits out a running task, for nothing
-        drop_pg_database(db_url)
+        if not sqlite:
+            drop_pg_database(db_url)
 
 
 def sample_files(folder: Path, patients: int = 6, size: int = 64) -> tuple[list[Path], Path]:

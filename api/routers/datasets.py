@@ -24,6 +24,7 @@ from platform_core.datasets.schemas import (
     LabelImport,
     UploadResult,
 )
+from platform_core.db.session import committer
 from platform_core.erasure.schemas import ErasureOut
 from platform_core.errors import BadRequest, UnsupportedMediaType
 
@@ -57,7 +58,9 @@ UPLOAD_BODY: dict[str, Any] = {
         }
     },
 }
-BLOCK_BYTES = 256 * 1024
+# What the parser is handed at a time: a slow client's finished part is ingested (and committed)
+# within this many bytes of it, and each block costs one hand-over between the loop and this thread.
+BLOCK_BYTES = 64 * 1024
 
 
 def multipart_form(request: Request) -> None:
@@ -149,13 +152,18 @@ def upload_files(
     principal: Writer,
     audit: AuditDep,
 ) -> UploadResult:
-    """Parts are ingested as they arrive (not parsed up front): memory holds one part at a time."""
+    """Parts are ingested as they arrive (not parsed up front): memory holds one part at a time.
+
+    The request commits before each read from the client (first here, after authentication and the
+    audit record), so no transaction, and on SQLite no write lock, waits on the client's network."""
     dataset = service.get_dataset(session, principal.project_id, dataset_id)
     boundary = form_boundary(request)
-    result = service.ingest_stream(
-        session, state.store, state.settings, state.secret, dataset, boundary, body_blocks(request)
-    )
     audit("dataset.upload", "dataset", dataset.id)
+    commit = committer(session, state.dispatch)
+    commit()
+    result = service.ingest_stream(
+        session, state.store, state.settings, state.secret, dataset, boundary, body_blocks(request), commit
+    )
     return UploadResult(data=result)
 
 

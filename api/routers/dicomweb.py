@@ -12,6 +12,7 @@ from api.routers.datasets import body_blocks
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
 from platform_core.datasets import service, stow
+from platform_core.db.session import committer
 
 router = APIRouter(tags=["dicomweb"])
 
@@ -36,10 +37,13 @@ def stow_rs(
     principal: Writer,
     audit: AuditDep,
 ) -> JSONResponse:
-    """Each instance is ingested as soon as its part has arrived (chunked bodies too)."""
+    """Each instance is ingested as soon as its part has arrived (chunked bodies too); committed before
+    each read from the client, so no transaction waits on its network."""
     dataset = service.get_dataset(session, principal.project_id, dataset_id)
-    result = stow.store_stream(
-        session, state.store, state.settings, state.secret, dataset, boundary, body_blocks(request)
-    )
     audit("dataset.stow", "dataset", dataset.id)
+    commit = committer(session, state.dispatch)
+    commit()
+    result = stow.store_stream(
+        session, state.store, state.settings, state.secret, dataset, boundary, body_blocks(request), commit
+    )
     return JSONResponse(result.body, status_code=result.status, media_type="application/dicom+json")

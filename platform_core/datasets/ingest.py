@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -102,14 +102,18 @@ def deidentifier(secret: str, opts: DatasetOptions) -> Deidentifier:
 class Ingestor:
     """Files into one dataset within the caller's transaction; finish() before it commits.
 
-    Use it as a context manager so its writer threads end with the request, error or not.
+    A caller that reads its files from the network passes `commit` (the transport's commit) and calls
+    checkpoint() before each read, so no transaction stays open while it waits on a client. Use it as
+    a context manager so its writer threads end with the request, error or not.
     """
 
     def __init__(
-        self, session: Session, store: ObjectStore, secret: str, dataset: Dataset, caps: Caps = DEFAULT_CAPS
-    ) -> None:
+        self, session: Session, store: ObjectStore, secret: str, dataset: Dataset,
+        commit: Callable[[], None] | None = None, caps: Caps = DEFAULT_CAPS,
+    ) -> None:  # fmt: skip
         self.session = session
         self.caps = caps
+        self.commit = commit
         self.store = store
         self.secret = secret
         self.dataset = dataset
@@ -122,9 +126,6 @@ class Ingestor:
         self.puts = Puts(store)
         self.tally = deid_report.Tally()  # what de-identification did, added to the dataset's in finish()
         self.stored: list[str] = []  # keys this transaction wrote: removed again if it fails
-        if session.get_bind().dialect.name == "sqlite":
-            # SQLite: take the write lock now (waiting on busy_timeout), before this transaction reads.
-            repository.touch_dataset(session, dataset.id)
 
     def __enter__(self) -> Ingestor:
         return self
@@ -146,6 +147,16 @@ class Ingestor:
         for key in self.stored:
             with contextlib.suppress(Exception):  # best effort: an orphan holds de-identified bytes only
                 self.store.delete(key)
+        self.stored.clear()
+
+    def checkpoint(self) -> None:
+        """Commit what is recorded so far (with `commit`; without it, nothing): its objects then stay,
+        whatever becomes of the rest of the request. On SQLite the next file's first write takes the
+        write lock again (writers begin IMMEDIATE), so other writers wait one file at most."""
+        if self.commit is None:
+            return
+        self.finish()
+        self.commit()
         self.stored.clear()
 
     def reject(self, reason: str, source: str = "dicom", message: str | None = None) -> Outcome:

@@ -5,7 +5,9 @@ caller feeds body blocks as they arrive; python-multipart's streaming parser cal
 the part's bytes go to a spool that stays in memory up to SPOOL_BYTES and past that moves to a
 private temporary file (unlinked at creation). When the part's closing boundary is seen, on_part
 runs on it synchronously, then the spool is closed (and its bytes gone) before the parser reads
-on: at most one part is ever held, whatever the number or size of the parts.
+on: at most one part is ever held, whatever the number or size of the parts. Parts are counted as
+they begin: past `max_parts` the body is refused (413) before that part is read. After each block
+is parsed, before the next one is read from the client, on_block_end runs (the caller commits).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import IO
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from platform_core.errors import BadRequest
+from platform_core.errors import BadRequest, PayloadTooLarge
 
 SPOOL_BYTES = 1024 * 1024
 
@@ -63,19 +65,32 @@ class Part:
         return self.file.read()
 
 
-def stream_parts(boundary: bytes, blocks: Iterable[bytes], on_part: Callable[[Part], None]) -> None:
+def stream_parts(
+    boundary: bytes,
+    blocks: Iterable[bytes],
+    on_part: Callable[[Part], None],
+    max_parts: int,
+    on_block_end: Callable[[], None] | None = None,
+) -> None:
     """Parse the body block by block, calling on_part(part) as each part ends (in body order).
 
-    A malformed or truncated body raises BadRequest (the parts already handed over stay handed
-    over: the caller's transaction decides what becomes of them). Errors raised by on_part
-    propagate unchanged.
+    A malformed or truncated body raises BadRequest, one with more than `max_parts` parts
+    PayloadTooLarge (the parts already handed over stay handed over: the caller decides what becomes
+    of them). Errors raised by on_part propagate unchanged.
     """
     current: Part | None = None
     name, value = bytearray(), bytearray()
     ended = False
+    count = 0
 
     def on_part_begin() -> None:
-        nonlocal current
+        nonlocal current, count
+        count += 1
+        if count > max_parts:
+            raise PayloadTooLarge(
+                f"the body has more than {max_parts} parts (MEDTUNE_MAX_MULTIPART_PARTS): "
+                "send the rest in another request (parts already ingested stay)"
+            )
         current = Part()
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
@@ -127,6 +142,8 @@ def stream_parts(boundary: bytes, blocks: Iterable[bytes], on_part: Callable[[Pa
                 parser.write(block)
             except MultipartParseError:
                 raise BadRequest("malformed multipart body") from None
+            if on_block_end is not None:
+                on_block_end()
         parser.finalize()
         if not ended:
             raise BadRequest("the multipart body ends before its closing boundary")

@@ -66,13 +66,6 @@ def ensure_study(session: Session, dataset_id: str, study_key_hmac: str, **value
     return str(found)
 
 
-def touch_dataset(session: Session, dataset_id: str) -> None:
-    """A write that changes nothing: it makes the transaction a writer from its first statement."""
-    session.execute(
-        update(Dataset).where(Dataset.id == dataset_id).values(duplicate_count=Dataset.duplicate_count)
-    )
-
-
 def get_or_create_study(session: Session, dataset_id: str, study_key_hmac: str, **values: Any) -> Study:
     study = session.get(Study, ensure_study(session, dataset_id, study_key_hmac, **values))
     assert study is not None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -151,13 +151,15 @@ def ingest_stream(
     dataset: Dataset,
     boundary: bytes,
     blocks: Iterable[bytes],
+    commit: Callable[[], None] | None = None,
 ) -> list[FileOutcome]:
-    """A multipart/form-data body (`files` parts, an optional `manifest`) ingested as it streams in."""
+    """A multipart/form-data body (`files` parts, an optional `manifest`) ingested as it streams in;
+    with `commit`, what is recorded is committed before each block is read (see uploads)."""
     with (
-        Ingestor(session, store, secret, dataset, caps=Caps.of(settings)) as ingestor,
+        Ingestor(session, store, secret, dataset, commit, Caps.of(settings)) as ingestor,
         UploadBatch(ingestor, settings) as batch,
     ):
-        parts.stream_parts(boundary, blocks, batch.part)
+        parts.stream_parts(boundary, blocks, batch.part, settings.max_multipart_parts, batch.checkpoint)
         if not batch.files:
             raise Invalid("send at least one part named 'files'", param="files")
         return batch.finish()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -57,12 +57,14 @@ def store_stream(
     dataset: DatasetRow,
     boundary: bytes,
     blocks: Iterable[bytes],
+    commit: Callable[[], None] | None = None,
 ) -> StowResult:
     """Each part through the same pipeline as /files as soon as it has arrived (one held at a time);
-    the reply echoes the sender's own UIDs only."""
-    with Ingestor(session, store, secret, dataset, caps=Caps.of(settings)) as ingestor:
+    the reply echoes the sender's own UIDs only. With `commit`, what is recorded is committed before
+    each block is read from the client: no transaction waits on the network."""
+    with Ingestor(session, store, secret, dataset, commit, Caps.of(settings)) as ingestor:
         stow = _Stow(ingestor, settings)
-        parts.stream_parts(boundary, blocks, stow.part)
+        parts.stream_parts(boundary, blocks, stow.part, settings.max_multipart_parts, ingestor.checkpoint)
         return stow.finish()
 
 

@@ -7,16 +7,19 @@ labels they get depends on that manifest, so their bytes wait in a private tempo
 in memory, deleted with the request) and are ingested one by one when the manifest arrives, or
 at the end of the body by the MURA folder layout. Outcomes come back in request order either way.
 
-Everything happens in the request's one transaction, open while the body streams in: a request
-that fails midway (a bad manifest, a body over the limit, a client gone) rolls back, and the
-Ingestor takes back the objects it stored. On SQLite that transaction is a writer from its first
-statement, so it holds the write lock for the whole upload (the pixel task retries past its busy
-timeout).
+No transaction stays open while the body streams in (on SQLite an open writer would hold the one
+write lock, and every other project's writes would wait on this client's network): what the
+request has recorded is committed before each block is read from the client, and within a long
+part (a zip, images released by a manifest) at least every TXN_SECONDS of work. A request that
+fails midway (a bad manifest, a body over a limit, a client gone) rolls back only what it recorded
+since then, and the Ingestor takes back those objects; what was committed stays, and the same
+files sent again come back as duplicates.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO
@@ -30,6 +33,8 @@ from platform_core.dicom.read import Rejected
 from platform_core.errors import Invalid
 
 MANIFEST_BYTES = 16 * 1024 * 1024
+# Longest run of work in one transaction inside a part: on SQLite other writers wait this long at most.
+TXN_SECONDS = 0.25
 FILES, MANIFEST = "files", "manifest"
 
 
@@ -66,6 +71,7 @@ class UploadBatch:
         self.manifest_seen = False
         self.waiting: list[Waiting] = []
         self.spool: IO[bytes] | None = None
+        self.since: float | None = None  # when the first outcome since the last checkpoint was recorded
 
     def __enter__(self) -> UploadBatch:
         return self
@@ -121,6 +127,11 @@ class UploadBatch:
         else:
             self._one(index, filename, data, filename)
 
+    def checkpoint(self) -> None:
+        """Commit what is recorded (the Ingestor's commit, if it has one): before reading the network."""
+        self.ingestor.checkpoint()
+        self.since = None
+
     def finish(self) -> list[FileOutcome]:
         """Images still waiting go by the MURA layout; then the Ingestor's own finish()."""
         self._release()
@@ -146,6 +157,15 @@ class UploadBatch:
 
     def _record(self, index: int, name: str, result: Outcome) -> None:
         self.out.append(_outcome(index, name, result))
+        self._pace()
+
+    def _pace(self) -> None:
+        """Within a part, commit once this transaction has run TXN_SECONDS, so others' writes get a turn."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        elif now - self.since >= TXN_SECONDS:
+            self.checkpoint()
 
     def _wait(self, index: int, name: str, path: str, data: bytes) -> None:
         if self.spool is None:
@@ -164,6 +184,7 @@ class UploadBatch:
             self.spool.seek(w.offset)
             data = self.spool.read(w.length)
             self.out[w.slot] = _outcome(w.index, w.name, self._ingest(data, w.path))
+            self._pace()
         self.waiting.clear()
         self.spool.seek(0)
         self.spool.truncate()

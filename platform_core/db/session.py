@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,7 +25,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=120000")  # an upload holds the write lock while it streams
+            # Writers hold the lock briefly (uploads commit before each read from the client); waiting
+            # out a long one beats failing with "database is locked".
+            cur.execute("PRAGMA busy_timeout=120000")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -46,6 +48,17 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 def read_only(engine: Engine) -> Engine:
     """The same pool, for sessions that only read: on SQLite their transactions stay deferred."""
     return engine.execution_options(**{BEGIN_OPTION: "DEFERRED"})
+
+
+def committer(session: Session, dispatch: outbox.Dispatch) -> Callable[[], None]:
+    """The transport's commit for a request that commits as it goes: its queued tasks are sent after
+    each commit, and the session begins its next transaction only at its next statement."""
+
+    def commit() -> None:
+        session.commit()
+        outbox.flush(session, dispatch)
+
+    return commit
 
 
 @contextmanager
