@@ -4,6 +4,7 @@ multipart body with too many parts is refused with 413 before it costs more than
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures_dicom import radiograph, to_bytes
+from tests.fixtures_dicom import make_zip, radiograph, to_bytes
 from tests.live import Live, live_platform, make_key
 
 BOUNDARY = "medtune-slow-b0undary"
@@ -62,7 +63,7 @@ def other_project_meanwhile(http: httpx.Client, headers: dict[str, str], patient
         ds.append(r.json().get("id", ""))
         return r
 
-    one = form([(f"b{patient}.dcm", to_bytes(radiograph(patient=patient, size=32)))])
+    one = form([(f"b{patient}.dcm", to_bytes(radiograph(patient=patient, size=128)))])
     return [
         timed(create, 201),
         timed(
@@ -140,7 +141,7 @@ def test_a_body_over_the_parts_cap_is_refused(
 
     # STOW-RS counts its parts the same way; parts under the cap still go in.
     settings.max_multipart_parts = 2
-    dicoms = [to_bytes(radiograph(patient=p, size=32)) for p in (1, 2, 3)]
+    dicoms = [to_bytes(radiograph(patient=p, size=128)) for p in (1, 2, 3)]
     related = {**auth, "content-type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'}
     stow = b"".join(f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode() + d + b"\r\n"
                     for d in dicoms) + f"--{BOUNDARY}--\r\n".encode()  # fmt: skip
@@ -149,3 +150,46 @@ def test_a_body_over_the_parts_cap_is_refused(
     r = client.post(f"/v1/datasets/{ds_id}/files", content=form([("a.dcm", dicoms[0]), ("b.dcm", dicoms[1])]),
                     headers={**auth, "content-type": FORM})  # fmt: skip
     assert r.status_code == 202, r.text
+
+
+@pytest.mark.services
+def test_a_long_part_commits_as_it_goes_and_a_failure_keeps_what_was_committed(
+    any_sessions: Any, app_state: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside a zip the transaction commits every TXN_SECONDS (0 here: every other member); a request
+    that then fails takes back only the file it had not committed, object and row."""
+    from sqlalchemy import text
+
+    from platform_core.auth.service import create_project
+    from platform_core.datasets import service, uploads
+    from platform_core.datasets.ingest import Ingestor
+    from platform_core.datasets.schemas import DatasetCreate
+    from platform_core.db.session import committer
+
+    monkeypatch.setattr(uploads, "TXN_SECONDS", 0.0)
+    sent: list[Any] = []
+    zipped = make_zip({f"{i}.dcm": to_bytes(radiograph(patient=100 + i, size=128)) for i in range(4)})
+    with any_sessions() as s:
+        project = create_project(s, "zips")
+        dataset = service.create_dataset(s, project.id, DatasetCreate(name="z", task="binary", labels=["x"]))
+        commit = committer(s, sent.append)
+        commit()
+
+        def upload_then_fail() -> None:
+            with (
+                Ingestor(s, app_state.store, app_state.secret, dataset, commit) as ingestor,
+                uploads.UploadBatch(ingestor, settings) as batch,
+            ):
+                batch.file("four.zip", io.BytesIO(zipped))
+                batch.file("last.dcm", io.BytesIO(to_bytes(radiograph(patient=110, size=128))))
+                raise RuntimeError("the client went away")
+
+        with pytest.raises(RuntimeError):
+            upload_then_fail()
+        s.rollback()
+        keys = s.execute(
+            text("select dicom_key from dataset_images where dataset_id = :d"), {"d": dataset.id}
+        )
+        rows = sorted(str(k) for k in keys.scalars())
+    assert len(rows) == 4 and sorted(app_state.store.list(f"datasets/{dataset.id}/")) == rows
+    assert [len(m.args) for m in sent] == [2, 2]  # each commit sent its own images' task
