@@ -11,6 +11,7 @@ app.add_typer(server.db_app, name="db")
 app.add_typer(server.admin_app, name="admin")
 app.command("up")(server.up)
 app.command("worker")(server.worker)
+app.command("dicom")(server.dicom)
 client_commands.register(app)
 
 if __name__ == "__main__":

@@ -110,6 +110,22 @@ def worker_argv(
     return argv
 
 
+def dicom(
+    data_dir: Annotated[Path | None, typer.Option(help="embedded data folder")] = None,
+    host: Annotated[str | None, typer.Option(help="address to listen on (MEDTUNE_DICOM_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="DICOM port (MEDTUNE_DICOM_PORT, 11112)")] = None,
+) -> None:
+    """Run the DICOM listener: C-ECHO, and C-STORE into the dataset named by the called AE title."""
+    _use_data_dir(data_dir)
+    settings = _server()
+    from platform_core.config import check_or_exit
+    from platform_core.pacs.listener import serve
+    from worker.app import dispatcher, make_celery
+
+    check_or_exit(settings)
+    serve(settings, dispatcher(make_celery(settings)), host, port)
+
+
 def up(
     data_dir: Annotated[Path, typer.Option(help="where embedded mode keeps its database and objects")] = Path(
         ".medtune"
@@ -117,9 +133,10 @@ def up(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     mlflow_port: Annotated[int, typer.Option()] = 5000,
+    dicom_port: Annotated[int, typer.Option(help="the DICOM listener's port")] = 11112,
 ) -> None:
     """Run the platform in embedded mode: API + console, a worker per class of work (ingest, train,
-    infer), and the MLflow UI."""
+    infer), the DICOM listener and the MLflow UI."""
     _use_data_dir(data_dir)
     settings = _server()
     from medtune.cli.supervisor import run_embedded
@@ -127,4 +144,4 @@ def up(
 
     check_or_exit(settings)  # before anything starts: an empty or short secret ends `up` here
 
-    raise typer.Exit(run_embedded(settings, host, port, mlflow_port, console))
+    raise typer.Exit(run_embedded(settings, host, port, mlflow_port, console, dicom_port))

@@ -1,5 +1,5 @@
-"""`medtune up`: migrate, bootstrap, start API, workers (ingest, train, infer) and MLflow UI, and stop them
-all together."""
+"""`medtune up`: migrate, bootstrap, start API, workers (ingest, train, infer), the DICOM listener and
+MLflow UI, and stop them all together."""
 
 from __future__ import annotations
 
@@ -62,7 +62,9 @@ def embedded_workers(beat_schedule: Path) -> dict[str, list[str]]:
     }
 
 
-def run_embedded(settings: Any, host: str, port: int, mlflow_port: int, console: Console) -> int:
+def run_embedded(
+    settings: Any, host: str, port: int, mlflow_port: int, console: Console, dicom_port: int = 11112
+) -> int:
     raw_key = bootstrap(settings)
     mlflow_url = f"http://{host}:{mlflow_port}"
     env = {
@@ -75,6 +77,9 @@ def run_embedded(settings: Any, host: str, port: int, mlflow_port: int, console:
     commands = {
         "api": [sys.executable, "-m", "uvicorn", "api.asgi:app", "--host", host, "--port", str(port)],
         **embedded_workers(beat_schedule),
+        "dicom": [
+            sys.executable, "-m", "medtune.cli.main", "dicom", "--host", host, "--port", str(dicom_port),
+        ],
         "mlflow": [
             sys.executable, "-m", "mlflow", "server",
             "--backend-store-uri", settings.mlflow_tracking_uri,
@@ -109,6 +114,7 @@ def run_embedded(settings: Any, host: str, port: int, mlflow_port: int, console:
             reaper.stdin.flush()
         console.print(f"medtune API      http://{host}:{port}  (console at /, OpenAPI at /docs)")
         console.print(f"MLflow UI        {mlflow_url}")
+        console.print(f"DICOM listener   {settings.dicom_ae_title}@{host}:{dicom_port}  (C-ECHO, C-STORE)")
         for name, queue in WORK_CLASSES.items():
             console.print(f"{name:<16} pid {children[name].pid}, queue {queue}")
         console.print(f"data dir         {settings.data_dir}  (logs in {logs})")

@@ -255,3 +255,27 @@ def _study_key(data: bytes, key_type: str) -> str | None:
         return None
     value = str(ds.get(key_type, "") or "").strip()
     return value or None
+
+
+def serve(
+    settings: Settings, dispatch: outbox.Dispatch, host: str | None = None, port: int | None = None
+) -> None:
+    """The listener as a process (`medtune dicom`): serve until SIGTERM or SIGINT."""
+    import signal
+
+    from platform_core.db.session import make_engine, make_sessionmaker
+    from platform_core.storage import open_store
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = make_engine(settings.db_url)
+    store = open_store(settings.object_store_url or "", settings)
+    listener = Listener(settings, make_sessionmaker(engine), store, dispatch)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    listener.start(host, port)
+    try:
+        stop.wait()
+    finally:
+        listener.stop()
+        engine.dispose()

@@ -239,6 +239,8 @@ def test_an_import_pulls_a_labels_csv_studies(stack: Stack, kind: str) -> None:
     ready = wait_ready(stack.client, stack.headers, dataset["id"])
     assert ready["counts"]["accepted"] == 3 and ready["counts"]["labelled_studies"] == 3
     _no_identifier_stored(stack, base)
+    logs = stack.worker.output()
+    assert not any(acc in logs or study_uid in logs for _d, study_uid, acc in studies)
 
 
 def test_a_killed_import_resumes_without_duplicates(stack: Stack) -> None:

@@ -23,10 +23,12 @@ pytestmark = pytest.mark.slow
 class Up:
     def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
-        self.port, self.mlflow_port = free_port(), free_port()
+        self.port, self.mlflow_port, self.dicom_port = free_port(), free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEDTUNE_")} | (extra_env or {})
+        env.setdefault("MEDTUNE_DICOM_ALLOWED_CALLERS", '["ECHOSCU@127.0.0.1"]')
         argv = [sys.executable, "-m", "medtune.cli.main", "up", "--data-dir", str(data_dir),
-                "--port", str(self.port), "--mlflow-port", str(self.mlflow_port)]  # fmt: skip
+                "--port", str(self.port), "--mlflow-port", str(self.mlflow_port),
+                "--dicom-port", str(self.dicom_port)]  # fmt: skip
         self.out = data_dir.parent / f"up-{self.port}.out"
         with self.out.open("wb") as fh:
             self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
@@ -75,6 +77,8 @@ def test_up_runs_the_platform_and_stops_cleanly(tmp_path: Path) -> None:
         worker_log = (data / "logs" / "worker-ingest.log").read_text()
         assert "beat: Starting" in worker_log  # the embedded beat that requeues stale jobs
         assert all(f"worker-{q}" in out for q in ("ingest", "train", "infer"))  # a worker per class
+        echo = ["echoscu", "-aet", "ECHOSCU", "-aec", "MEDTUNE", "127.0.0.1", str(up.dicom_port)]
+        wait_for(lambda: subprocess.run(echo, capture_output=True).returncode == 0, 30, 0.5, "DICOM C-ECHO")
         family = up.family()
         assert len(family) >= 6  # up, api, three workers (+ their pools), mlflow
         up.proc.send_signal(signal.SIGTERM)
