@@ -24,6 +24,9 @@ RAD_DINO_STD = (0.2583, 0.2583, 0.2583)
 # TorchXRayVision's (2 * x - 1) * 1024 on x in [0, 1] is (x - 0.5) / (1 / 2048)
 XRV_MEAN = (0.5, 0.5, 0.5)
 XRV_STD = (1 / 2048, 1 / 2048, 1 / 2048)
+# EVA-X's classification transforms (classification/utils/datasets.py)
+EVA_X_MEAN = (0.49185243, 0.49185243, 0.49185243)
+EVA_X_STD = (0.28509309, 0.28509309, 0.28509309)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -52,6 +55,7 @@ class BackboneEntry:
     create_kwargs: dict[str, object] = field(default_factory=dict)
     weights_format: str = F.TIMM  # how the weights are published (platform_core.training.formats)
     weights_url: str | None = None  # a release file outside the hub (TorchXRayVision)
+    weights_file: str | None = None  # one file in the hub repo holding a timm-layout checkpoint (EVA-X)
     license: str = ""
     pretraining: str = ""  # the data the published weights were pretrained on
     input_convention: str = ""  # what the publisher feeds the model, when it is not plain RGB
@@ -63,8 +67,15 @@ class BackboneEntry:
     @property
     def weights_files(self) -> tuple[str, ...]:
         """The files a deployment without the hub must bring (first choice of each)."""
+        if self.weights_file:
+            return (self.weights_file,)
         release = (self.weights_url.rsplit("/", 1)[-1],) if self.weights_url else ()
         return tuple(group[0] for group in F.FILES[self.weights_format]) + release
+
+    @property
+    def loads_published(self) -> bool:
+        """Pretrained weights are fetched file by file and converted here, not by timm's own loader."""
+        return self.weights_format != F.TIMM or self.weights_file is not None
 
     @property
     def weights_source(self) -> str:
@@ -198,6 +209,16 @@ register(BackboneEntry(
     input_convention="single channel in [-1024, 1024] at 224 px; fed as three equal grey channels with mean "
     "0.5 and std 1/2048 (the same numbers) into a first convolution whose weights are split over them",
     group=RADIOGRAPHY,
+))  # fmt: skip
+register(BackboneEntry(
+    # EVA-X's own eva_x_small_patch16 is timm's Eva with these arguments; its MIM checkpoint is in EVA's
+    # layout, which timm's checkpoint filter for Eva converts (mask token and MIM head dropped)
+    "eva_x_small_patch16", "eva02_small_patch14_224", 224, EVA_X_MEAN, EVA_X_STD, VIT_TARGETS, "head", "vit",
+    "MapleF/eva_x", "EVA-X-S: EVA-02 ViT-S/16 pretrained with MIM on chest X-rays (HUST-VL)",
+    {"patch_size": 16, "ref_feat_shape": (14, 14)}, weights_file="eva_x_small_patch16_merged520k_mim.pt",
+    license="MIT",
+    pretraining="about 520k unlabelled chest X-rays merged from public sets (MIM, MGCA-ViT-B/16 tokenizer)",
+    input_convention="grey repeated to RGB at 224 px, mean 0.4919, std 0.2851", group=RADIOGRAPHY,
 ))  # fmt: skip
 register(BackboneEntry(
     "medsiglip_448", "vit_so400m_patch14_siglip_224", 448, HALF, HALF, VIT_TARGETS, "head", "vit",

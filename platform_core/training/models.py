@@ -18,7 +18,6 @@ from torch import nn
 
 from platform_core.errors import Invalid
 from platform_core.training.catalog import BackboneEntry
-from platform_core.training.formats import TIMM
 from platform_core.training.weights import (
     PRETRAINED,
     RANDOM,
@@ -61,8 +60,8 @@ def _create(entry: BackboneEntry, num_labels: int, image_size: int, pretrained: 
 def create_backbone(
     entry: BackboneEntry, num_labels: int, image_size: int, weights: ResolvedWeights
 ) -> nn.Module:
-    if weights.kind == PRETRAINED and entry.weights_format != TIMM:
-        # transformers / open_clip / TorchXRayVision releases: converted to the timm layout, then loaded
+    if weights.kind == PRETRAINED and entry.loads_published:
+        # transformers / open_clip / TorchXRayVision / EVA-X releases: converted to timm's layout, loaded
         weights = ResolvedWeights(weights.kind, weights.source, weights.sha256, load_published(entry))
     elif weights.kind == PRETRAINED:
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +44,9 @@ class WeightsUnavailable(Invalid):
 
 def how_to_register(entry: BackboneEntry) -> str:
     fmt = entry.weights_format
-    if fmt == F.TIMM:
+    if entry.weights_file:
+        what, upload = f"{entry.weights_file} from {entry.weights_source}", "<that file>"
+    elif fmt == F.TIMM:
         what, upload = "a timm state dict", "<.safetensors or .pth>"
     elif fmt == F.XRV:
         what, upload = f"{entry.weights_files[0]} from {entry.weights_source}", "<that .pt file>"
@@ -63,6 +66,8 @@ def unavailable_message(entry: BackboneEntry, why: str) -> str:
 
 def hub_files(entry: BackboneEntry) -> tuple[tuple[str, ...], ...]:
     """The hub files the entry needs, each as its alternatives (timm's hub: any one weights file)."""
+    if entry.weights_file:
+        return ((entry.weights_file,),)
     return (HUB_FILES,) if entry.weights_format == F.TIMM else F.FILES[entry.weights_format]
 
 
@@ -190,7 +195,13 @@ def parse_checkpoint(data: bytes, fmt: str) -> dict[str, torch.Tensor]:
 
         return load(data)
     # weights_only: a .pth is data, never code to run.
-    obj: Any = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    try:
+        obj: Any = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # training checkpoints keep their arguments (argparse.Namespace, ...): read through inert stubs
+        from platform_core.training.formats.pickled import module_state_dict
+
+        obj = module_state_dict(data)
     for key in ("state_dict", "model", "module", "teacher"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]

@@ -311,6 +311,8 @@ def test_weights_unavailable_names_the_exact_files_to_bring() -> None:
     xrv_entry = catalog.get("xrv_densenet121_res224_all")
     assert xrv_entry.weights_files[0] in how_to_register(xrv_entry)
     assert "format=torchxrayvision" in how_to_register(xrv_entry)
+    eva_x = how_to_register(catalog.get("eva_x_small_patch16"))
+    assert "eva_x_small_patch16_merged520k_mim.pt from https://huggingface.co/MapleF/eva_x" in eva_x
 
 
 def _into_hub_cache(cache: Path, repo: str, folder: Path) -> None:
@@ -373,3 +375,43 @@ def test_pretrained_torchxrayvision_release_loads_from_beside_the_hub_cache(
         x = Normalize(entry.mean, entry.std)(grey)
         features = model.forward_head(model.forward_features(x), pre_logits=True)
     assert max_diff(features, expected) <= TOL * float(expected.abs().max().clamp(min=1))
+
+
+def test_an_eva_mim_checkpoint_with_its_training_arguments_loads_as_eva_x(tmp_path: Path) -> None:
+    """EVA-X publishes EVA's MIM layout (mlp.w12/w3, norm, mask token, MIM head) beside the run's
+    argparse.Namespace; timm's Eva with EVA-X's arguments is EVA-X's own model class."""
+    import argparse
+
+    import timm
+
+    kwargs = {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 16, "ref_feat_shape": (2, 2)}
+    ref = timm.create_model("eva02_small_patch14_224", img_size=32, num_classes=0, **kwargs).eval()
+    renames = (("mlp.fc1", "mlp.w12"), ("mlp.fc2", "mlp.w3"), ("fc_norm.", "norm."))
+    mim = {}
+    for key, value in ref.state_dict().items():
+        for old, new in renames:
+            key = key.replace(old, new)
+        mim[key] = value
+    mim |= {
+        "mask_token": torch.zeros(1, 1, 32),
+        "lm_head.weight": torch.zeros(8, 32),
+        "lm_head.bias": torch.zeros(8),
+    }
+    buf = io.BytesIO()
+    torch.save({"model": mim, "args": argparse.Namespace(model="eva_x_small_patch16"), "epoch": 599}, buf)
+    entry = BackboneEntry(
+        "eva_x_tiny",
+        "eva02_small_patch14_224",
+        32,
+        (0.49,) * 3,
+        (0.29,) * 3,
+        VIT_TARGETS,
+        "head",
+        "vit",
+        create_kwargs=kwargs,
+    )  # type: ignore[arg-type]
+    model = load(entry, to_timm(F.TIMM, {"eva_x_small_patch16_merged520k_mim.pt": buf.getvalue()}))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = ref.forward_head(ref.forward_features(x), pre_logits=True)
+        assert max_diff(model.forward_head(model.forward_features(x), pre_logits=True), expected) <= TOL

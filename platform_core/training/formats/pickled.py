@@ -73,16 +73,23 @@ def _collect(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> None:
 
 
 def module_state_dict(data: bytes) -> dict[str, torch.Tensor]:
-    """The state dict of a `torch.save(model)` file, or of a `torch.save(state_dict)` one."""
+    """The state dict of a `torch.save(model)` file, of a `torch.save(state_dict)` one, or of a training
+    checkpoint that keeps it under `model` (or `state_dict`, ...) beside its arguments."""
     try:
         obj = torch.load(
             io.BytesIO(data), map_location="cpu", weights_only=False, pickle_module=_PickleModule
         )
     except Exception as exc:
         raise Invalid(f"the checkpoint cannot be read as a torch file: {exc}", param="file") from None
+    for key in ("state_dict", "model", "module", "teacher"):  # a training checkpoint: its model part
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict | _Stub):
+            obj = obj[key]
+            break
+    if isinstance(obj, dict | OrderedDict):
+        tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        if tensors:
+            return tensors
     out: dict[str, torch.Tensor] = {}
-    if isinstance(obj, dict | OrderedDict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return {str(k): v for k, v in obj.items()}
     _collect(obj, "", out)
     if not out:
         raise Invalid("the checkpoint holds neither a module nor a state dict of tensors", param="file")

@@ -88,6 +88,11 @@ def to_timm(fmt: str, files: Mapping[str, bytes]) -> State:
         return hf_transformers.convert(_weights(fmt, files), _config("config.json", files))
     if fmt == F.OPEN_CLIP:
         return open_clip.convert(_weights(fmt, files), _config("open_clip_config.json", files))
+    if len(files) == 1:  # one published timm-layout file (EVA-X's MIM checkpoint)
+        from platform_core.training.weights import parse_checkpoint
+
+        name, data = next(iter(files.items()))
+        return parse_checkpoint(data, "safetensors" if name.endswith(".safetensors") else "pth")
     return _weights(fmt, files)
 
 
