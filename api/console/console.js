@@ -396,7 +396,10 @@ const HP = ["epochs", "batch_size", "learning_rate", "weight_decay", "warmup_epo
 async function newJobPage(params) {
   const [datasets, catalog] = await Promise.all([all("/v1/datasets", 100), api("GET", "/v1/base-models")]);
   const dataset = el("select", { id: "job-dataset", required: true }, datasets.map((d) => el("option", { value: d.id, selected: d.id === params.get("dataset") }, `${d.name} (${d.id})`)));
-  const model = el("select", { id: "job-base-model" }, catalog.data.map((m) => el("option", { value: m.name, dataset: { weights: m.weights } }, `${m.name}${m.description ? ` — ${m.description}` : ""}${m.weights_available ? "" : " (no weights)"}`)));
+  // The catalog comes radiography foundation models first, then general vision: one optgroup each, in that order.
+  const groupOf = (m) => m.group || "registered weights";
+  const modelOption = (m) => el("option", { value: m.name, dataset: { weights: m.weights } }, `${m.name}${m.description ? ` — ${m.description}` : ""}${m.weights_available ? "" : " (no weights)"}`);
+  const model = el("select", { id: "job-base-model" }, [...new Set(catalog.data.map(groupOf))].map((g) => el("optgroup", { label: g }, catalog.data.filter((m) => groupOf(m) === g).map(modelOption))));
   const weights = el("select", { id: "job-weights" }, ["pretrained", "random"].map((w) => el("option", { value: w }, w)));
   const method = el("select", { id: "job-method" }, ["lora", "full", "linear_probe"].map((m) => el("option", { value: m }, m)));
   const splitId = el("input", { id: "job-split", value: params.get("split") || "", placeholder: "empty: a new split" });
