@@ -47,7 +47,19 @@ def run(sessions: sessionmaker[Session], store: ObjectStore, settings: Settings,
         evaluation: dict[str, Any] = _evaluate(settings, store, manifest, parts, seed)
     except Exception as exc:  # the version still serves, at the default thresholds, and says so
         log.warning("evaluation of version %s failed: %s", version_id, exc)
-        evaluation = {"thresholds_source": "default", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+        evaluation = failed(f"{type(exc).__name__}: {exc}")
+    return record(sessions, store, version_id, evaluation)
+
+
+def failed(error: str) -> dict[str, Any]:
+    """The evaluation of a version that could not be evaluated: it serves at the default thresholds."""
+    return {"thresholds_source": "default", "error": error[:2000]}
+
+
+def record(
+    sessions: sessionmaker[Session], store: ObjectStore, version_id: str, evaluation: dict[str, Any]
+) -> str:
+    """Write the evaluation into the version's manifest and make it `ready` (if it still evaluates)."""
     with unit_of_work(sessions) as s:
         version = s.get(ModelVersion, version_id, with_for_update=True)
         if version is None or version.status != "evaluating":

@@ -1,6 +1,6 @@
 """Inference tasks on the `infer` queue: batch predictions over a dataset split; evaluating a version
-promoted from a non-best epoch. A batch prediction that keeps killing its worker, or raises, ends
-`failed` with why."""
+promoted from a non-best epoch. Work that keeps killing its worker ends instead of coming back: a batch
+prediction `failed`, an evaluation at the default thresholds; both with reason worker_crash."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ from worker.context import context
 log = logging.getLogger("medtune.worker")
 
 
+def _crashed(what: str, died: int) -> str:
+    return (f"{attempts.WORKER_CRASH}: {what} ended its worker process {died} times (killed, out of memory "
+            "or crashed); it is not tried again")  # fmt: skip
+
+
 @celery_app.task(name="infer.batch_predictions")
 def batch_predictions(batch_id: str) -> str:
     from platform_core.inference import batch
@@ -24,10 +29,8 @@ def batch_predictions(batch_id: str) -> str:
     died = ctx.begin_delivery(key)
     try:
         if ctx.gave_up(died):
-            message = (f"{attempts.WORKER_CRASH}: the batch prediction ended its worker process {died} "
-                       "times (killed, out of memory or crashed); it is not tried again")  # fmt: skip
             with unit_of_work(ctx.sessions) as session:
-                batch.fail(session, batch_id, message)
+                batch.fail(session, batch_id, _crashed("the batch prediction", died))
             return "failed"
         faults.crash_at(batch_id)
         return batch.run(ctx.sessions, ctx.store, ctx.settings, batch_id)
@@ -46,4 +49,13 @@ def evaluate_version(version_id: str) -> str:
     from platform_core.registry import evaluate
 
     ctx = context()
-    return evaluate.run(ctx.sessions, ctx.store, ctx.settings, version_id)
+    key = attempts.key("infer.evaluate_version", version_id)
+    died = ctx.begin_delivery(key)
+    try:
+        if ctx.gave_up(died):
+            failed = evaluate.failed(_crashed("the evaluation", died))
+            return evaluate.record(ctx.sessions, ctx.store, version_id, failed)
+        faults.crash_at(version_id)
+        return evaluate.run(ctx.sessions, ctx.store, ctx.settings, version_id)
+    finally:
+        ctx.end_delivery(key)
