@@ -43,16 +43,10 @@ class WeightsUnavailable(Invalid):
 
 
 def how_to_register(entry: BackboneEntry) -> str:
+    """What to bring from where, and how to register it: the weights_unavailable error's advice."""
     fmt = entry.weights_format
-    if entry.weights_file:
-        what, upload = f"{entry.weights_file} from {entry.weights_source}", "<that file>"
-    elif fmt == F.TIMM:
-        what, upload = "a timm state dict", "<.safetensors or .pth>"
-    elif fmt == F.XRV:
-        what, upload = f"{entry.weights_files[0]} from {entry.weights_source}", "<that .pt file>"
-    else:
-        what = f"{F.describe_files(fmt)} from {entry.weights_source}"
-        upload = "<a zip of that folder>"
+    what = f"{' and '.join(entry.weights_files)} from {entry.weights_source}"
+    upload = "<a zip of that folder>" if fmt in (F.TRANSFORMERS, F.OPEN_CLIP) else "<that file>"
     return (
         f"bring {what} and register it once with POST /v1/base-models (multipart: architecture={entry.name}, "
         f"format={fmt}, name=<any>, file={upload}), then create the job with weights=<the returned base "

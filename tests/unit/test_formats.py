@@ -311,6 +311,11 @@ def test_weights_unavailable_names_the_exact_files_to_bring() -> None:
     xrv_entry = catalog.get("xrv_densenet121_res224_all")
     assert xrv_entry.weights_files[0] in how_to_register(xrv_entry)
     assert "format=torchxrayvision" in how_to_register(xrv_entry)
+    timm_hub = how_to_register(catalog.get("vit_base_patch16_224"))
+    assert (
+        "model.safetensors from https://huggingface.co/timm/vit_base_patch16_224.augreg2_in21k_ft_in1k"
+        in timm_hub
+    )
     eva_x = how_to_register(catalog.get("eva_x_small_patch16"))
     assert "eva_x_small_patch16_merged520k_mim.pt from https://huggingface.co/MapleF/eva_x" in eva_x
 
