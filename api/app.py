@@ -11,9 +11,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
+from api.limits import Limits
 from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from api.openapi import document_errors
 from api.routers import health
 from api.state import AppState
+from api.streams import SharedReads
 from platform_core.config import Settings, get_settings
 from platform_core.db.outbox import Dispatch
 from platform_core.db.session import make_engine, make_sessionmaker, read_only
@@ -58,6 +61,8 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
         summary="Fine-tune medical-imaging foundation models with LoRA and serve them over REST.",
         lifespan=lifespan,
     )
+    app.state.limits = Limits.from_settings(settings)
+    app.state.shared_reads = SharedReads()
     errors.install(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -71,6 +76,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     app.include_router(health.router)
     for router in _v1_routers():
         app.include_router(router, prefix="/v1")
+    document_errors(app)  # after every route is in: it documents each one's error responses
     app.mount("/", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
     return app
 

@@ -46,11 +46,14 @@ def get_store(state: StateDep) -> ObjectStore:
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 
 
-def get_principal(request: Request, session: SessionDep) -> Principal:
+def get_principal(request: Request, state: StateDep) -> Principal:
+    # A short read session of its own: the request's session (and, on SQLite, a writer's lock) starts
+    # only when the route uses it, so no transaction is open while a body streams in.
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     raw = token.strip() if scheme.lower() == "bearer" else None
-    principal = authenticate(session, raw)
+    with state.sessions_for("GET")() as session:
+        principal = authenticate(session, raw)
     request.state.principal = principal
     return principal
 

@@ -58,3 +58,14 @@ class Unauthenticated(PlatformError):
 class Forbidden(PlatformError):
     status_code = 403
     type = "permission_error"
+
+
+class TooManyRequests(PlatformError):
+    """429: the caller is over a concurrency limit; `retry_after` (seconds) goes in the Retry-After header."""
+
+    status_code = 429
+    type = "rate_limit_error"
+
+    def __init__(self, message: str, retry_after: int = 1, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = retry_after

@@ -3,15 +3,18 @@ cancel, resume."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query
-from fastapi.responses import StreamingResponse
+from fastapi.concurrency import run_in_threadpool
 
 from api.deps import AuditDep, JsonOnly, SessionDep, StateDep, require
+from api.limits import EventStreamResponse, LimitsDep
 from api.pagination import Page
+from api.state import AppState
+from api.streams import Pacing, Polled, SharedReads, SharedReadsDep, event_stream
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
 from platform_core.training.jobs import service
@@ -28,10 +31,6 @@ router = APIRouter(prefix="/fine-tuning", tags=["fine-tuning"], dependencies=[Js
 Reader = Annotated[Principal, Depends(require(Scope.JOBS_READ))]
 Writer = Annotated[Principal, Depends(require(Scope.JOBS_WRITE))]
 Limit = Annotated[int, Query(ge=1, le=200)]
-
-STREAM_POLL_S = 0.5
-STREAM_KEEPALIVE_S = 15.0
-STREAM_MAX_S = 6 * 3600.0
 
 
 @router.post("/jobs", status_code=201)
@@ -63,41 +62,71 @@ def list_events(
     return Page.build(events, limit)
 
 
-@router.get("/jobs/{job_id}/events/stream")
-def stream_events(
+@router.get(
+    "/jobs/{job_id}/events/stream",
+    status_code=200,
+    response_class=EventStreamResponse,
+    responses={200: {"description": "Server-sent events: `id`, `event` (message, metrics; `end` last)"}},
+)
+async def stream_events(
     job_id: str,
     state: StateDep,
-    session: SessionDep,
     principal: Reader,
+    limits: LimitsDep,
+    shared: SharedReadsDep,
     last_event_id: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
-    """Server-sent events, oldest first, until the job ends; reconnect with Last-Event-ID to continue."""
-    service.get_job(session, principal.project_id, job_id)  # 404 before the stream starts
-    project_id = principal.project_id
+) -> EventStreamResponse:
+    """Server-sent events, oldest first, until the job ends; reconnect with Last-Event-ID to continue.
+    The stream also ends (after a comment line) once the API key is revoked."""
+    await run_in_threadpool(_job_head, state, principal.project_id, job_id)  # 404 before the stream
+    slot = limits.streams.acquire(principal.key_id)  # 429 past the per-key limit
+    poll = JobEventsPoll(state, shared, principal.project_id, job_id, last_event_id)
+    pacing = Pacing(key_recheck_s=state.settings.stream_key_recheck_s)
+    return event_stream(state, shared, principal.key_id, slot, poll, pacing)
 
-    def frames() -> Iterator[str]:
-        after = last_event_id
-        started = quiet_since = time.monotonic()
-        while time.monotonic() - started < STREAM_MAX_S:
-            with state.sessions_for("GET")() as s:
-                events = service.list_events(s, project_id, job_id, 100, after, ascending=True)
-                job = service.get_job(s, project_id, job_id)
-                status, terminal = job.status, job.is_terminal
-            for e in events:
-                after = e.id
-                yield f"id: {e.id}\nevent: {e.type}\ndata: {e.model_dump_json()}\n\n"
+
+@dataclass(frozen=True)
+class JobHead:
+    terminal: bool
+    status: str
+    newest_event_id: str | None
+
+
+def _job_head(state: AppState, project_id: str, job_id: str) -> JobHead:
+    with state.sessions_for("GET")() as s:
+        # The status first: events written before a job ended are then visible to the second read.
+        job = service.get_job(s, project_id, job_id)
+        terminal, status = job.is_terminal, job.status
+        newest = service.list_events(s, project_id, job_id, 1, None)
+    return JobHead(terminal, status, newest[0].id if newest else None)
+
+
+class JobEventsPoll:
+    """The events after the stream's cursor, then `end` once the job is over. Whether there is
+    anything new is one read shared by every stream on the job; only news costs a stream a read."""
+
+    def __init__(
+        self, state: AppState, shared: SharedReads, project_id: str, job_id: str, after: str | None
+    ) -> None:
+        self.state, self.shared, self.project_id, self.job_id = state, shared, project_id, job_id
+        self.after = after
+
+    async def __call__(self) -> Polled:
+        read = partial(_job_head, self.state, self.project_id, self.job_id)
+        head = await self.shared.get(("job-head", self.project_id, self.job_id), read)
+        if head.newest_event_id is not None and head.newest_event_id != self.after:
+            events = await run_in_threadpool(self._events_after)
             if events:
-                quiet_since = time.monotonic()
-                continue
-            if terminal:
-                yield f'event: end\ndata: {{"status": "{status}"}}\n\n'
-                return
-            if time.monotonic() - quiet_since > STREAM_KEEPALIVE_S:
-                quiet_since = time.monotonic()
-                yield ": keep-alive\n\n"
-            time.sleep(STREAM_POLL_S)
+                self.after = events[-1].id
+                frames = [f"id: {e.id}\nevent: {e.type}\ndata: {e.model_dump_json()}\n\n" for e in events]
+                return Polled(frames, done=False)
+        if head.terminal:
+            return Polled([f'event: end\ndata: {{"status": "{head.status}"}}\n\n'], done=True)
+        return Polled([], done=False)
 
-    return StreamingResponse(frames(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    def _events_after(self) -> list[EventOut]:
+        with self.state.sessions_for("GET")() as s:
+            return service.list_events(s, self.project_id, self.job_id, 100, self.after, ascending=True)
 
 
 @router.get("/jobs/{job_id}/checkpoints")

@@ -4,22 +4,21 @@ event loop; torch loads only inside platform_core.inference.serving's functions.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from api.deps import AuditDep, JsonOnly, SessionDep, StateDep, require
+from api.limits import LimitsDep
 from api.pagination import Page
+from api.predict_bodies import PREDICT_REQUEST_BODY, decode_bodies, media_type
 from api.state import AppState
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
-from platform_core.errors import Gone, Invalid, UnsupportedMediaType
+from platform_core.errors import Gone, Invalid
 from platform_core.inference import serving
 from platform_core.registry import service
 from platform_core.registry.models import ModelVersion, RegisteredModel
@@ -30,7 +29,6 @@ from platform_core.registry.schemas import (
     ModelCreate,
     ModelDetail,
     ModelOut,
-    PredictJson,
     PredictOut,
     VersionOut,
 )
@@ -41,8 +39,6 @@ router = APIRouter(prefix="/models", tags=["models"])
 Reader = Annotated[Principal, Depends(require(Scope.MODELS_READ))]
 Writer = Annotated[Principal, Depends(require(Scope.MODELS_WRITE))]
 Caller = Annotated[Principal, Depends(require(Scope.INFERENCE))]
-
-IMAGE_TYPES = ("application/dicom", "image/png", "image/jpeg", "application/octet-stream")
 
 
 def _version_out(session: Session, model: RegisteredModel, v: ModelVersion) -> VersionOut:
@@ -171,57 +167,33 @@ def set_alias(
 # --- predictions ------------------------------------------------------------------------------
 
 
-async def _bodies(request: Request) -> list[bytes]:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media in IMAGE_TYPES:
-        data = await request.body()
-        if not data:
-            raise Invalid("the body is empty", param="file")
-        return [data]
-    if media == "multipart/form-data":
-        form = await request.form()
-        files = [await v.read() for _, v in form.multi_items() if not isinstance(v, str)]
-        if not files:
-            raise Invalid("the multipart body holds no files", param="file")
-        return files
-    if media == "application/json" or media.endswith("+json"):
-        try:
-            body = PredictJson.model_validate_json(await request.body())
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            param = ".".join(str(p) for p in first.get("loc", ())) or None
-            raise Invalid(
-                f"{param}: {first.get('msg')}" if param else str(first.get("msg")), param=param
-            ) from None
-        out = []
-        for i, inst in enumerate(body.instances):
-            encoded = inst.dicom_base64 or inst.image_base64
-            if not encoded or (inst.dicom_base64 and inst.image_base64):
-                raise Invalid("each instance has one of dicom_base64 or image_base64", param=f"instances.{i}")
-            try:
-                out.append(base64.b64decode(encoded, validate=True))
-            except (binascii.Error, ValueError):
-                raise Invalid("not valid base64", param=f"instances.{i}") from None
-        return out
-    raise UnsupportedMediaType(
-        "send application/dicom, image/png, image/jpeg, multipart/form-data or JSON, "
-        f"not '{media or 'nothing'}'"
-    )
-
-
-@router.post("/{ref}/predict")
+@router.post("/{ref}/predict", openapi_extra={"requestBody": PREDICT_REQUEST_BODY})
 async def predict(
-    ref: str, request: Request, session: SessionDep, state: StateDep, principal: Caller, explain: bool = False
+    ref: str, request: Request, state: StateDep, principal: Caller, limits: LimitsDep, explain: bool = False
 ) -> PredictOut:
-    bodies = await _bodies(request)
-    model, version = await run_in_threadpool(service.resolve, session, principal.project_id, ref)
-    manifest = version.manifest
-    predictions = await run_in_threadpool(
-        serving.predict, state.settings, state.store, manifest, bodies, explain
-    )
-    return PredictOut.model_validate(
-        {"model": model.name, "version": version.number, "predictions": predictions}
-    )
+    """Probabilities for each image. Only the body's bytes are awaited here: the model lookup,
+    decoding and the model run in the threadpool. A key has at most N requests here at once, from
+    the first byte of the body read to the answer (429 past that), which also bounds its memory."""
+    media_type(request.headers.get("content-type", ""))  # 415 before the body is read
+    with limits.predictions.hold(principal.key_id):
+        raw = await request.body()
+        model, number, manifest = await run_in_threadpool(_serving_version, state, principal.project_id, ref)
+        predictions = await run_in_threadpool(_predict, state, request.headers["content-type"], raw,
+                                              manifest, explain)  # fmt: skip
+    return PredictOut.model_validate({"model": model, "version": number, "predictions": predictions})
+
+
+def _serving_version(state: AppState, project_id: str, ref: str) -> tuple[str, int, dict[str, Any]]:
+    with state.sessions_for("GET")() as session:
+        model, version = service.resolve(session, project_id, ref)
+        return model.name, version.number, version.manifest
+
+
+def _predict(
+    state: AppState, content_type: str, raw: bytes, manifest: dict[str, Any], explain: bool
+) -> list[dict[str, Any]]:
+    bodies = decode_bodies(content_type, raw, state.settings.max_predict_instances)
+    return serving.predict(state.settings, state.store, manifest, bodies, explain)
 
 
 @router.post("/{ref}/batch-predictions", status_code=202, dependencies=[JsonOnly])

@@ -80,6 +80,12 @@ def authenticate(session: Session, raw: str | None) -> Principal:
     return Principal(project_id=key.project_id, key_id=key.id, scopes=frozenset(key.scopes))
 
 
+def key_active(session: Session, key_id: str) -> bool:
+    """Whether a key still authenticates: not revoked, not deleted with its project."""
+    key = session.get(ApiKey, key_id)
+    return key is not None and key.revoked_at is None and session.get(Project, key.project_id) is not None
+
+
 def record_audit(
     session: Session,
     principal: Principal,
