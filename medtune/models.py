@@ -294,6 +294,13 @@ class BaseModelEntry(Resource):
     description: str | None = None
     weights: str = "pretrained"  # what a job's `weights` field takes for this entry
     weights_available: bool = False
+    group: str | None = None  # "radiography foundation models", "general vision", "tests"
+    license: str | None = None
+    pretraining: str | None = None
+    input_convention: str | None = None
+    weights_format: str | None = None  # timm, transformers, open_clip, torchxrayvision (safetensors/pth)
+    weights_files: list[str] | None = None  # what to bring to register without the hub
+    weights_source: str | None = None
     sha256: str | None = None
     size_bytes: int | None = None
     created_at: datetime | None = None

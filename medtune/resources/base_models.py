@@ -1,4 +1,5 @@
-"""`client.base_models`: the backbone catalog, and registering your own checkpoint for an architecture."""
+"""`client.base_models`: the backbone catalog (grouped, with licenses), and registering your own checkpoint
+for an architecture in the format it is published in."""
 
 from __future__ import annotations
 
@@ -30,10 +31,14 @@ class BaseModels(SyncResource):
         """Catalog entries and registered checkpoints, with whether weights are available."""
         return _entries(self._client.request("GET", "/v1/base-models").json())
 
-    def register(self, name: str, architecture: str, checkpoint: PathLike) -> BaseModelEntry:
-        """Upload a safetensors/.pth state dict for a catalog architecture (bring your own foundation
-        model); jobs then name it in `weights` (the entry's `weights` field)."""
-        data = {"architecture": architecture, "name": name}
+    def register(
+        self, name: str, architecture: str, checkpoint: PathLike, format: str = "timm"
+    ) -> BaseModelEntry:
+        """Upload weights for a catalog architecture in the format they are published in (bring your own
+        foundation model): `timm` a .safetensors/.pth state dict, `transformers` or `open_clip` a zip of
+        the published folder, `torchxrayvision` the release .pt; jobs then name the returned entry's
+        `weights` field in theirs."""
+        data = {"architecture": architecture, "name": name, "format": format}
         response = self._client.request("POST", "/v1/base-models", files=_checkpoint(checkpoint), data=data,
                                         timeout=UPLOAD_TIMEOUT)  # fmt: skip
         return BaseModelEntry.model_validate(response.json())
@@ -43,8 +48,10 @@ class AsyncBaseModels(AsyncResource):
     async def list(self) -> list[BaseModelEntry]:
         return _entries((await self._client.request("GET", "/v1/base-models")).json())
 
-    async def register(self, name: str, architecture: str, checkpoint: PathLike) -> BaseModelEntry:
-        data = {"architecture": architecture, "name": name}
+    async def register(
+        self, name: str, architecture: str, checkpoint: PathLike, format: str = "timm"
+    ) -> BaseModelEntry:
+        data = {"architecture": architecture, "name": name, "format": format}
         response = await self._client.request("POST", "/v1/base-models", files=_checkpoint(checkpoint),
                                               data=data, timeout=UPLOAD_TIMEOUT)  # fmt: skip
         return BaseModelEntry.model_validate(response.json())

@@ -182,3 +182,34 @@ def test_any_timm_model_by_name_trains_and_an_unreadable_hub_id_is_a_422(
     r = fs.client.post("/v1/fine-tuning/jobs", json=body, headers=fs.headers)
     assert r.status_code == 422 and r.json()["error"]["param"] == "base_model"
     assert "timm cannot build it here" in r.json()["error"]["message"]
+
+
+def _in_process(stack: Stack) -> Any:
+    """The API app in this process as the SDK's transport (responses read whole: the SDK streams sync)."""
+    import httpx
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        r = stack.client._transport.handle_request(request)
+        return httpx.Response(r.status_code, headers=r.headers, content=r.read())
+
+    return httpx.MockTransport(handle)
+
+
+def test_the_sdk_registers_a_published_release_and_reads_the_grouped_catalog(
+    fs: Stack, tmp_path: Path
+) -> None:
+    import medtune
+
+    filename, release = xrv_release(tmp_path)
+    path = tmp_path / filename
+    path.write_bytes(release)
+    key = fs.headers["Authorization"].removeprefix("Bearer ")
+    with medtune.Client("http://testserver", key, transport=_in_process(fs), max_retries=0) as sdk:
+        entry = sdk.base_models.register("xrv-by-sdk", "test_xrv_densenet", path, format="torchxrayvision")
+        listed = {e.id: e for e in sdk.base_models.list()}
+    assert entry.weights.startswith("bm_") and entry.weights_format == "torchxrayvision"
+    assert listed[entry.id].sha256 == entry.sha256
+    rad_dino = listed["rad_dino"]
+    assert (
+        rad_dino.group == "radiography foundation models" and rad_dino.license and rad_dino.input_convention
+    )
