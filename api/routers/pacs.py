@@ -16,12 +16,21 @@ from platform_core.auth.service import Principal
 from platform_core.datasets import service as datasets
 from platform_core.errors import Invalid, UnsupportedMediaType
 from platform_core.pacs import repository, service
-from platform_core.pacs.schemas import AssociationOut, ImportCreate, ImportOut, PacsNodeCreate, PacsNodeOut
+from platform_core.pacs.schemas import (
+    AssociationOut,
+    ImportCreate,
+    ImportOut,
+    InferenceAeOut,
+    InferenceAeSet,
+    PacsNodeCreate,
+    PacsNodeOut,
+)
 
 router = APIRouter(tags=["pacs"])
 
 Reader = Annotated[Principal, Depends(require(Scope.DATASETS_READ))]
 Writer = Annotated[Principal, Depends(require(Scope.DATASETS_WRITE))]
+ModelWriter = Annotated[Principal, Depends(require(Scope.MODELS_WRITE))]
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 IMPORT_BODY: dict[str, Any] = {
@@ -152,6 +161,16 @@ def list_associations(
     dataset = datasets.get_dataset(session, principal.project_id, dataset_id)
     rows = repository.list_associations(session, dataset.id, limit + 1, after)
     return Page[AssociationOut].build([service.association_out(a) for a in rows], limit)
+
+
+@router.put("/models/{name}/versions/{number}/dicom-ae-title")
+def bind_inference_ae(
+    name: str, number: int, body: InferenceAeSet, session: SessionDep, principal: ModelWriter, audit: AuditDep
+) -> InferenceAeOut:
+    """Studies C-STOREd to this AE title are predicted by this version; the SR goes back to the sender."""
+    version = service.bind_inference_ae(session, principal.project_id, name, number, body.ae_title)
+    audit("model_version.dicom_ae_title", "model_version", version.id)
+    return InferenceAeOut(model=name, version=number, dicom_ae_title=version.dicom_ae_title)
 
 
 def _import(session: Any, principal: Principal, dataset_id: str, import_id: str) -> Any:

@@ -21,6 +21,9 @@ def upgrade() -> None:
     with op.batch_alter_table("datasets", schema=None) as batch_op:
         batch_op.add_column(sa.Column("dicom_ae_title", sa.String(length=16), nullable=True))
         batch_op.create_unique_constraint(batch_op.f("uq_datasets_dicom_ae_title"), ["dicom_ae_title"])
+    with op.batch_alter_table("model_versions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("dicom_ae_title", sa.String(length=16), nullable=True))
+        batch_op.create_unique_constraint(batch_op.f("uq_model_versions_dicom_ae_title"), ["dicom_ae_title"])
     op.create_table(
         "pacs_nodes",
         sa.Column("id", sa.String(length=40), nullable=False),
@@ -113,6 +116,9 @@ def downgrade() -> None:
     op.drop_table("pacs_imports")
     op.drop_index(op.f("ix_pacs_nodes_project_id"), table_name="pacs_nodes")
     op.drop_table("pacs_nodes")
+    with op.batch_alter_table("model_versions", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("uq_model_versions_dicom_ae_title"), type_="unique")
+        batch_op.drop_column("dicom_ae_title")
     with op.batch_alter_table("datasets", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("uq_datasets_dicom_ae_title"), type_="unique")
         batch_op.drop_column("dicom_ae_title")

@@ -32,7 +32,7 @@ from platform_core.db.session import committer
 from platform_core.dicom.deid import key_hmac
 from platform_core.dicom.read import Caps
 from platform_core.ids import new_id
-from platform_core.pacs import repository
+from platform_core.pacs import inference, repository
 from platform_core.pacs.models import DicomAssociation
 from platform_core.storage import ObjectStore
 
@@ -66,6 +66,8 @@ class AssocState:
     called_ae: str
     association_id: str | None = None
     ingestors: dict[str, Ingestor] = field(default_factory=dict)
+    target: inference.Target | None = None  # a model version's AE title: predicted, answered with an SR
+    answers: list[inference.Answer] = field(default_factory=list)
 
 
 class Listener:
@@ -139,7 +141,10 @@ class Listener:
         if called == self.settings.dicom_ae_title:
             return True
         with self.sessions() as session:
-            return repository.dataset_by_ae(session, called) is not None
+            return (
+                repository.dataset_by_ae(session, called) is not None
+                or inference.target_by_ae(session, called) is not None
+            )
 
     def _accepted(self, event: Any) -> None:
         rq = event.assoc.requestor.primitive
@@ -148,6 +153,7 @@ class Listener:
                          rq.called_ae_title.strip())  # fmt: skip
         if state.called_ae != self.settings.dicom_ae_title:
             dataset = repository.dataset_by_ae(session, state.called_ae)
+            state.target = None if dataset is not None else inference.target_by_ae(session, state.called_ae)
             if dataset is not None:
                 state.association_id = new_id("as")
                 row = DicomAssociation(
@@ -170,6 +176,8 @@ class Listener:
                 repository.end_association(state.session, state.association_id, status)
             for ingestor in state.ingestors.values():
                 ingestor.finish()
+            if state.target is not None and state.answers:
+                inference.deliver(state.session, self.settings, state.target, state.calling_ae, state.answers)
             state.commit()
         finally:
             for ingestor in state.ingestors.values():
@@ -195,7 +203,11 @@ class Listener:
             return OUT_OF_RESOURCES
 
     def _ingest(self, state: AssocState, request: Any, data: bytes) -> int:
-        """One instance through the upload path, committed with its counts before the next is read."""
+        """One instance through the upload path, committed with its counts before the next is read
+        (or, sent to a model's AE title, predicted in memory: its SR goes back when the association ends)."""
+        if state.target is not None:
+            state.answers.append(inference.answer(self.settings, self.store, self.secret, state.target, data))
+            return SUCCESS
         target = self._target(state, request)
         if target is None:
             return CANNOT_UNDERSTAND

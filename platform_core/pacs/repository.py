@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from platform_core.datasets.models import Dataset
 from platform_core.db.base import utcnow
 from platform_core.pacs.models import DicomAssociation, PacsImport, PacsImportStudy, PacsNode
+from platform_core.registry.models import ModelVersion
 
 
 def dataset_by_ae(session: Session, ae_title: str) -> Dataset | None:
@@ -21,7 +22,10 @@ def dataset_by_ae(session: Session, ae_title: str) -> Dataset | None:
 
 
 def ae_taken(session: Session, ae_title: str) -> bool:
-    return session.scalar(select(func.count()).where(Dataset.dicom_ae_title == ae_title)) != 0
+    """Whether a dataset or a model version already answers to this called AE title."""
+    datasets = session.scalar(select(func.count()).where(Dataset.dicom_ae_title == ae_title))
+    models = session.scalar(select(func.count()).where(ModelVersion.dicom_ae_title == ae_title))
+    return bool(datasets or models)
 
 
 def get_node(session: Session, project_id: str, node_id: str) -> PacsNode | None:

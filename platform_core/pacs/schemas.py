@@ -123,3 +123,18 @@ class AssociationOut(BaseModel):
     rejected: int
     created_at: datetime
     ended_at: datetime | None
+
+
+class InferenceAeSet(BaseModel):
+    """PUT /v1/models/{name}/versions/{number}/dicom-ae-title: null unbinds."""
+
+    model_config = {"extra": "forbid"}
+
+    ae_title: str | None = Field(pattern=AE_PATTERN)
+
+
+class InferenceAeOut(BaseModel):
+    object: Literal["inference_ae"] = "inference_ae"
+    model: str
+    version: int
+    dicom_ae_title: str | None

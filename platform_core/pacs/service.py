@@ -7,6 +7,7 @@ import csv
 import io
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -78,6 +79,22 @@ def node_auth(secret: str, node: PacsNode) -> dict[str, str]:
         return {}
     auth: dict[str, str] = crypto.open_sealed(secret, node.auth_secret)
     return auth
+
+
+# --- inference AE titles ----------------------------------------------------------------------
+
+
+def bind_inference_ae(session: Session, project_id: str, name: str, number: int, ae_title: str | None) -> Any:
+    """A model version answers studies C-STOREd to `ae_title` with an SR (platform_core.pacs.inference)."""
+    from platform_core.registry import service as registry
+
+    version = registry.version_by_number(session, registry.get_model(session, project_id, name), number)
+    title = ae_title.strip() if ae_title is not None else None
+    if title is not None and title != version.dicom_ae_title and repository.ae_taken(session, title):
+        raise Conflict(f"the AE title '{title}' is taken", param="ae_title")
+    version.dicom_ae_title = title
+    session.flush()
+    return version
 
 
 # --- imports ----------------------------------------------------------------------------------

@@ -40,6 +40,9 @@ class ModelVersion(TimestampMixin, Base):
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Trained on images erased since (platform_core.erasure): no alias may point at it.
     data_erased: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The called AE title a PACS sends studies to for this version's predictions, as a DICOM SR
+    # (platform_core.pacs.inference); unique per deployment, with the datasets' titles.
+    dicom_ae_title: Mapped[str | None] = mapped_column(String(16), unique=True, default=None)
 
 
 class ModelAlias(TimestampMixin, Base):

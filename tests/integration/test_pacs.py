@@ -20,7 +20,7 @@ import pytest
 from platform_core.config import Settings
 from platform_core.dicom.deid import key_hmac
 from tests.fixtures_dicom import PLANTED, radiograph, to_bytes, uid
-from tests.labelled import call, wait_ready
+from tests.labelled import call, create_job, labelled_split, wait_job, wait_ready
 from tests.live import make_key
 from tests.orthanc import Orthanc, running_orthanc
 from tests.services import WorkerProcess, free_port, redis_worker_stack, wait_for
@@ -28,6 +28,7 @@ from tests.services import WorkerProcess, free_port, redis_worker_stack, wait_fo
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 CALLERS = ["ORTHANC@127.0.0.1", "STORESCU@127.0.0.1"]
+QUEUES = "ingest,train"  # train: the inference test trains its tiny model on the same worker
 
 
 @dataclass
@@ -43,9 +44,7 @@ class Stack:
     worker: WorkerProcess
 
     def new_worker(self) -> WorkerProcess:
-        self.worker = WorkerProcess(
-            self.env, self.tmp / f"worker-{secrets.token_hex(3)}.log", "ingest"
-        ).start()
+        self.worker = WorkerProcess(self.env, self.tmp / f"worker-{secrets.token_hex(3)}.log", QUEUES).start()
         return self.worker
 
     def dataset(self, ae_title: str | None = None) -> dict[str, Any]:
@@ -75,7 +74,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pg_url: str, redis_url: str)
     env |= {"MEDTUNE_TEST_CRASH_FILE": str(crash_file), "MEDTUNE_PACS_IMPORT_STALE_S": "2"}
     settings = base.model_copy(update={"dicom_allowed_callers": CALLERS, "dicom_port": port,
                                        "pacs_import_stale_s": 2.0})  # fmt: skip
-    worker = WorkerProcess(env, tmp / "worker.log", "ingest").start()
+    worker = WorkerProcess(env, tmp / "worker.log", QUEUES).start()
     engine = make_engine(pg_url)
     store = open_store(settings.object_store_url or "", settings)
     listener = Listener(settings, make_sessionmaker(engine), store, dispatcher(make_celery(settings)))
@@ -295,3 +294,75 @@ def test_keys_are_sealed_while_an_import_runs_and_gone_when_it_ends(stack: Stack
     engine.dispose()
     assert row.keys_encrypted is None
     assert sealed is not None and b"pw-secret" not in bytes(sealed)
+
+
+# --- results back into the PACS ----------------------------------------------------------------
+
+
+def _sr_in_orthanc(stack: Stack, study_uid: str) -> bytes | None:
+    found = stack.orthanc.rest("POST", "/tools/find", json={"Level": "Instance", "Query": {
+        "StudyInstanceUID": study_uid, "Modality": "SR"}})  # fmt: skip
+    if not found:
+        return None
+    import httpx
+
+    return httpx.get(f"{stack.orthanc.http}/instances/{found[0]}/file", timeout=30).content
+
+
+def _database_text(stack: Stack) -> str:
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(stack.settings.db_url)
+    with engine.connect() as conn:
+        tables = inspect(conn).get_table_names()
+        rows = [str(r[0]) for t in tables for r in conn.execute(text(f'SELECT CAST(t AS text) FROM "{t}" t'))]
+    engine.dispose()
+    return "\n".join(rows)
+
+
+def test_a_study_sent_to_a_models_ae_comes_back_as_an_sr(stack: Stack) -> None:
+    from platform_core.pacs import sr
+
+    tag = secrets.token_hex(3)
+    dataset_id, split_id = labelled_split(
+        stack.client, stack.headers, stack.tmp / f"train-{tag}", patients=16
+    )
+    job = create_job(stack.client, stack.headers, dataset_id, split_id)
+    assert wait_job(stack.client, stack.headers, job["id"], timeout=300, log=stack.worker.output)[
+        "status"
+    ] == ("succeeded")
+    name, ae = f"chest-{tag}", f"AI{tag.upper()}"
+    call(stack.client, "POST", "/v1/models", stack.headers, json={"job_id": job["id"], "name": name})
+    bound = call(stack.client, "PUT", f"/v1/models/{name}/versions/1/dicom-ae-title", stack.headers,
+                 json={"ae_title": ae})  # fmt: skip
+    assert bound["dicom_ae_title"] == ae
+    _node(stack, "dimse")  # the SR goes back to the project's node whose AE title is the caller's
+    stack.orthanc.rest("PUT", f"/modalities/ai-{tag}", json={"AET": ae, "Host": "127.0.0.1",
+                                                              "Port": stack.listener_port})  # fmt: skip
+    data, study_uid, accession = _study(stack, 700)
+    study = stack.orthanc.rest(
+        "POST", "/tools/find", json={"Level": "Study", "Query": {"StudyInstanceUID": study_uid}}
+    )
+    sent = stack.orthanc.rest(
+        "POST", f"/modalities/ai-{tag}/store", json={"Resources": study, "Synchronous": True}
+    )
+    assert sent["FailedInstancesCount"] == 0
+
+    report = wait_for(lambda: _sr_in_orthanc(stack, study_uid), 60, 0.5, "the SR in Orthanc")
+    from_sr = sr.read_probabilities(report)
+    rest = stack.client.post(f"/v1/models/{name}/predict", content=data,
+                             headers={**stack.headers, "Content-Type": "application/dicom"})  # fmt: skip
+    assert rest.status_code == 200, rest.text
+    probabilities = rest.json()["predictions"][0]["probabilities"]
+    assert from_sr.keys() == probabilities.keys()
+    assert all(from_sr[k] == pytest.approx(v, abs=1e-6) for k, v in probabilities.items())
+    events = call(stack.client, "GET", "/v1/audit-events", stack.headers)["data"]
+    inferred = [e for e in events if e["action"] == "pacs.inference"]
+    secret = stack.settings.resolved_secret()
+    assert inferred and inferred[0]["details"] == {"study_key_hmac": key_hmac(secret, study_uid),
+                                                   "model": f"{name}:1", "outcome": "sent"}  # fmt: skip
+    # Nothing identified of the predicted study was kept: objects, database, worker log.
+    _no_identifier_stored(stack, 700)
+    kept = _database_text(stack) + stack.worker.output()
+    for value in (study_uid, accession, f"{PLANTED['patient_id']}-700", f"{PLANTED['patient_name']}700"):
+        assert value not in kept
