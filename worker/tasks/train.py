@@ -60,8 +60,9 @@ def run(job_id: str) -> str:
     options = RunOptions(max_running_per_project=settings.max_running_jobs_per_project)
     status = run_job(ctx.sessions, ctx.store, job_id, make_tracker, options, _dispatch())
     ctx.end_delivery(key)
-    if status != "queued":  # it ended (or was never ours): its slot may start a waiting job
-        _start_waiting()
+    # Its slot, if it ended, may start a held job; if it was held itself, a job that ended while it
+    # was being held back may have left a slot it missed.
+    _start_waiting()
     return status
 
 
