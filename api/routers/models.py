@@ -5,9 +5,9 @@ event loop; torch loads only inside platform_core.inference.serving's functions.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,7 @@ from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
 from platform_core.errors import Gone, Invalid
 from platform_core.inference import serving
+from platform_core.pacs import sr as pacs_sr
 from platform_core.registry import service
 from platform_core.registry.models import ModelVersion, RegisteredModel
 from platform_core.registry.schemas import (
@@ -34,6 +35,7 @@ from platform_core.registry.schemas import (
 )
 
 log = logging.getLogger("medtune.api")
+SR_FORMAT = "sr: answer one DICOM image with a DICOM SR (application/dicom) referencing it"
 
 router = APIRouter(prefix="/models", tags=["models"])
 Reader = Annotated[Principal, Depends(require(Scope.MODELS_READ))]
@@ -167,19 +169,25 @@ def set_alias(
 # --- predictions ------------------------------------------------------------------------------
 
 
-@router.post("/{ref}/predict", openapi_extra={"requestBody": PREDICT_REQUEST_BODY})
+@router.post("/{ref}/predict", response_model=PredictOut, openapi_extra={"requestBody": PREDICT_REQUEST_BODY})
 async def predict(
-    ref: str, request: Request, state: StateDep, principal: Caller, limits: LimitsDep, explain: bool = False
-) -> PredictOut:
+    ref: str, request: Request, state: StateDep, principal: Caller, limits: LimitsDep, explain: bool = False,
+    fmt: Annotated[Literal["json", "sr"], Query(alias="format", description=SR_FORMAT)] = "json",
+) -> Any:  # fmt: skip
     """Probabilities for each image. Only the body's bytes are awaited here: the model lookup,
     decoding and the model run in the threadpool. A key has at most N requests here at once, from
     the first byte of the body read to the answer (429 past that), which also bounds its memory."""
     media_type(request.headers.get("content-type", ""))  # 415 before the body is read
+    if fmt == "sr":
+        pacs_sr.check_request(request.headers.get("content-type", ""))
     with limits.predictions.hold(principal.key_id):
         raw = await request.body()
         model, number, manifest = await run_in_threadpool(_serving_version, state, principal.project_id, ref)
         predictions = await run_in_threadpool(_predict, state, request.headers["content-type"], raw,
                                               manifest, explain)  # fmt: skip
+    if fmt == "sr":
+        report = await run_in_threadpool(pacs_sr.for_request, raw, f"{model}:{number}", predictions)
+        return Response(report, media_type="application/dicom")
     return PredictOut.model_validate({"model": model, "version": number, "predictions": predictions})
 
 

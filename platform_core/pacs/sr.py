@@ -12,6 +12,9 @@ import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
+from platform_core.dicom.read import parse
+from platform_core.errors import Invalid
+
 SCHEME = "99MEDTUNE"  # a private coding scheme: labels are the project's own names
 UNITLESS = hd.sr.CodedConcept("1", "UCUM", "no units")
 IMAGING_STUDY = hd.sr.CodedConcept("18748-4", "LN", "Diagnostic imaging study")
@@ -59,6 +62,19 @@ def build(source: Dataset, model: str, prediction: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     sr.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+def check_request(content_type: str) -> None:
+    """REST predict with format=sr: one DICOM image, whose study the SR references."""
+    if content_type.split(";")[0].strip().lower() != "application/dicom":
+        raise Invalid("format=sr answers one DICOM image sent as application/dicom", param="format")
+
+
+def for_request(data: bytes, model: str, predictions: list[dict[str, Any]]) -> bytes:
+    """The SR for REST predict's answer on one DICOM body (already checked and predicted)."""
+    if len(predictions) != 1:
+        raise Invalid("format=sr answers one DICOM image", param="format")
+    return build(parse(data).dataset, model, predictions[0])
 
 
 def read_probabilities(data: bytes) -> dict[str, float]:

@@ -7,6 +7,7 @@ Orthanc, which knows the listener as a modality. Each test makes its own dataset
 
 from __future__ import annotations
 
+import io
 import secrets
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydicom import dcmread
 
 from platform_core.config import Settings
 from platform_core.dicom.deid import key_hmac
@@ -356,6 +358,12 @@ def test_a_study_sent_to_a_models_ae_comes_back_as_an_sr(stack: Stack) -> None:
     probabilities = rest.json()["predictions"][0]["probabilities"]
     assert from_sr.keys() == probabilities.keys()
     assert all(from_sr[k] == pytest.approx(v, abs=1e-6) for k, v in probabilities.items())
+    rest_sr = stack.client.post(f"/v1/models/{name}/predict?format=sr", content=data,
+                                headers={**stack.headers, "Content-Type": "application/dicom"})  # fmt: skip
+    assert rest_sr.headers["content-type"] == "application/dicom"
+    assert sr.read_probabilities(rest_sr.content) == pytest.approx(from_sr, abs=1e-6)
+    for answer in (report, rest_sr.content):
+        assert dcmread(io.BytesIO(answer)).StudyInstanceUID == study_uid  # it references the original study
     events = call(stack.client, "GET", "/v1/audit-events", stack.headers)["data"]
     inferred = [e for e in events if e["action"] == "pacs.inference"]
     secret = stack.settings.resolved_secret()

@@ -34,3 +34,12 @@ def test_sealed_values_open_only_under_the_same_secret() -> None:
     assert crypto.open_sealed(SECRET, token) == {"password": "pw"}
     with pytest.raises(RuntimeError, match="does not decrypt"):
         crypto.open_sealed(SECRET + "-changed", token)
+
+
+def test_rest_sr_answers_dicom_only() -> None:
+    from platform_core.errors import Invalid
+    from platform_core.pacs import sr
+
+    sr.check_request("application/dicom")
+    with pytest.raises(Invalid, match="format=sr"):
+        sr.check_request("image/png")
