@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
+from api.deps import authenticate_first
 from api.limits import Limits
 from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from api.openapi import document_errors
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
         app.include_router(router, prefix="/v1")
     document_errors(app)  # after every route is in: it documents each one's error responses
     app.mount("/", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
+    authenticate_first(app)  # last: it reorders the dependencies of the routes as served
     return app
 
 

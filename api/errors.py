@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -49,7 +50,7 @@ def platform_response(exc: PlatformError) -> JSONResponse:
 
 def allowed_methods(app: FastAPI, path: str) -> set[str]:
     """Every method some route answers at `path` (Starlette's own 405 names only the first route's)."""
-    from api.openapi import flat_routes
+    from api.deps import flat_routes
 
     methods: set[str] = set()
     for route in flat_routes(app):
@@ -104,6 +105,14 @@ def install(app: FastAPI) -> None:
             return routing_error(request, exc)
         type_ = HTTP_TYPES.get(exc.status_code, "api_error")
         return error_response(exc.status_code, type_, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(DataError)
+    async def unstorable(_request: Request, _exc: DataError) -> JSONResponse:
+        # The database refused a value the schema let through (a NUL character in a string, a number
+        # out of its column's range): the request's fault, so a 422, never a 500.
+        return error_response(
+            422, "invalid_request_error", "a value in the request cannot be stored (e.g. a NUL character)"
+        )
 
     @app.exception_handler(ClientDisconnect)
     async def client_left(_request: Request, _exc: ClientDisconnect) -> JSONResponse:

@@ -3,16 +3,15 @@ api/errors.py renders, and the bearer-key scheme of the routes that need a key."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import fastapi.routing
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from api.deps import get_principal
+from api.deps import depends_on, flat_routes, get_principal
 
 
 class ErrorDetail(BaseModel):
@@ -59,13 +58,13 @@ def error_response(status: int) -> dict[str, Any]:
 def error_statuses(route: Any) -> set[int]:
     """The 4xx a route can answer, from what it depends on, its path and its methods."""
     statuses: set[int] = set()
-    authed = _depends_on(route.dependant, get_principal)
+    authed = depends_on(route.dependant, get_principal)
     if authed:
         statuses |= {401, 403, 429}
     if _has_params(route.dependant) or route.methods & BODY_METHODS:
         statuses.add(422)
-    if "{" in route.path:
-        statuses.add(404)
+    if "{" in route.path or (authed and route.methods & BODY_METHODS):
+        statuses.add(404)  # a path id, or an id in the body (job_id, dataset_id, ...)
         statuses |= {s for tag in route.tags for s in TAG_EXTRAS.get(str(tag), set())}
     if authed and route.methods & WRITE_METHODS:
         statuses.add(409)
@@ -78,13 +77,6 @@ def document_errors(app: FastAPI) -> None:
     """Document the error responses of every API route, routers' own declarations first: the
     generated document is completed, so routes added by any router get them too."""
     app.openapi = _completed(app)  # type: ignore[method-assign]
-
-
-def flat_routes(app: FastAPI) -> Iterator[Any]:
-    """Every route with its effective path, methods and dependencies (FastAPI >= 0.130 keeps included
-    routers as branches; older versions flatten them into app.routes)."""
-    iter_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
-    yield from iter_contexts(app.routes) if iter_contexts is not None else app.routes
 
 
 def _completed(app: FastAPI) -> Callable[[], dict[str, Any]]:
@@ -104,7 +96,7 @@ def _completed(app: FastAPI) -> Callable[[], dict[str, Any]]:
 
 def _complete_route(schema: dict[str, Any], route: Any) -> None:
     statuses = error_statuses(route)
-    authed = _depends_on(route.dependant, get_principal)
+    authed = depends_on(route.dependant, get_principal)
     for method in route.methods:
         operation = schema["paths"].get(route.path_format, {}).get(method.lower())
         if operation is None:
@@ -135,10 +127,6 @@ def _drop_unused_validation_schemas(schema: dict[str, Any]) -> None:
     if "HTTPValidationError" not in str(schema["paths"]):
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
-
-
-def _depends_on(dependant: Dependant, call: Callable[..., Any]) -> bool:
-    return dependant.call is call or any(_depends_on(d, call) for d in dependant.dependencies)
 
 
 def _has_params(dependant: Dependant) -> bool:
