@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,23 +79,59 @@ def release_path(entry: BackboneEntry) -> Path:
     return Path(constants.HF_HUB_CACHE) / "medtune-releases" / entry.weights_url.rsplit("/", 1)[-1]
 
 
+Locate = Callable[[str, str], "str | None"]  # (repo, file name) -> a local path, or None when absent
+
+
+def _hub_paths(entry: BackboneEntry, locate: Locate) -> dict[str, str] | None:
+    """Each of the entry's file groups located: the first alternative there, or its shards (a sharded
+    checkpoint has `<name>.index.json` naming them); None when a group has neither."""
+    repo = _repo(entry)
+    if repo is None:
+        return None
+    found: dict[str, str] = {}
+    for group in hub_files(entry):
+        paths = next((p for name in group if (p := _located(repo, name, locate))), None)
+        if paths is None:
+            return None
+        found.update(paths)
+    return found
+
+
+def _located(repo: str, name: str, locate: Locate) -> dict[str, str] | None:
+    path = locate(repo, name)
+    if path is not None:
+        return {name: path}
+    index = locate(repo, f"{name}.index.json") if name.endswith((".safetensors", ".bin")) else None
+    if index is None:
+        return None
+    shards = sorted(set(json.loads(Path(index).read_text()).get("weight_map", {}).values()))
+    paths = {shard: locate(repo, shard) for shard in shards}
+    return {k: v for k, v in paths.items() if v is not None} if shards and all(paths.values()) else None
+
+
+def _from_cache(repo: str, name: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    path = try_to_load_from_cache(repo, name)
+    return path if isinstance(path, str) else None
+
+
+def _from_hub(repo: str, name: str) -> str | None:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return hf_hub_download(repo, name)
+    except EntryNotFoundError:  # try the next alternative; offline and other errors propagate
+        return None
+
+
 def cached_files(entry: BackboneEntry) -> dict[str, str] | None:
     """The local paths of the entry's published files, or None when one is missing (no network)."""
     if entry.weights_url is not None:
         path = release_path(entry)
         return {path.name: str(path)} if path.is_file() else None
-    repo = _repo(entry)
-    if repo is None:
-        return None
-    from huggingface_hub import try_to_load_from_cache
-
-    found: dict[str, str] = {}
-    for group in hub_files(entry):
-        hits = [(n, p) for n in group if isinstance(p := try_to_load_from_cache(repo, n), str)]
-        if not hits:
-            return None
-        found[hits[0][0]] = hits[0][1]
-    return found
+    return _hub_paths(entry, _from_cache)
 
 
 def pretrained_cached(entry: BackboneEntry) -> bool:
@@ -122,13 +160,9 @@ def _download(entry: BackboneEntry) -> dict[str, str]:
         urllib.request.urlretrieve(entry.weights_url, partial)  # noqa: S310 - a fixed https URL
         partial.replace(path)
         return {path.name: str(path)}
-    from huggingface_hub import hf_hub_download
-
-    repo = _repo(entry)
-    assert repo is not None
-    found: dict[str, str] = {}
-    for group in hub_files(entry):
-        found[group[0]] = hf_hub_download(repo, group[0])
+    found = _hub_paths(entry, _from_hub)
+    if found is None:
+        raise FileNotFoundError(f"{', '.join(entry.weights_files)} not in {entry.weights_source}")
     return found
 
 

@@ -420,3 +420,24 @@ def test_an_eva_mim_checkpoint_with_its_training_arguments_loads_as_eva_x(tmp_pa
     with torch.no_grad():
         expected = ref.forward_head(ref.forward_features(x), pre_logits=True)
         assert max_diff(model.forward_head(model.forward_features(x), pre_logits=True), expected) <= TOL
+
+
+def test_a_sharded_checkpoint_in_the_hub_cache_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+    from transformers import Dinov2Config, Dinov2Model
+
+    from platform_core.training import catalog
+    from platform_core.training.weights import PRETRAINED, cached_files
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    ref = Dinov2Model(Dinov2Config(**SMALL, image_size=28, patch_size=14)).eval()
+    ref.save_pretrained(tmp_path / "published", max_shard_size="20KB")
+    assert (tmp_path / "published" / "model.safetensors.index.json").is_file()
+    _into_hub_cache(tmp_path / "hub", "medtune-tests/tiny-rad-dino", tmp_path / "published")
+    entry = catalog.get("test_rad_dino")
+    files = cached_files(entry)
+    assert files is not None and len([n for n in files if n.startswith("model-")]) > 1
+    model = create_backbone(entry, 2, 28, ResolvedWeights(PRETRAINED, "hub", None)).eval()
+    x = torch.randn(1, 3, 28, 28)
+    with torch.no_grad():
+        assert max_diff(model.forward_features(x), ref(pixel_values=x).last_hidden_state) <= TOL
