@@ -220,26 +220,27 @@ async function datasetsPage() {
   const labels = el("input", { id: "ds-labels", required: true, placeholder: "effusion, nodule" });
   const task = el("select", { id: "ds-task" }, el("option", { value: "binary" }, "binary"), el("option", { value: "multilabel" }, "multilabel"));
   const minSize = el("input", { id: "ds-min-size", type: "number", min: 1, value: 128 });
+  const aeTitle = el("input", { id: "ds-ae-title", maxlength: 16, placeholder: "optional, e.g. CHEST" });
   const create = el("form", { class: "row", onsubmit: async (e) => {
     e.preventDefault();
     try {
       const ds = await api("POST", "/v1/datasets", { json: {
         name: name.value, task: task.value,
         labels: labels.value.split(",").map((s) => s.trim()).filter(Boolean),
-        options: { min_image_size: Number(minSize.value) },
+        options: { min_image_size: Number(minSize.value) }, dicom_ae_title: aeTitle.value.trim() || null,
       } });
       location.hash = `#/datasets/${ds.id}`;
     } catch (err) { flash(err.message); }
   } },
   el("label", {}, "Name", name), el("label", {}, "Labels (comma-separated)", labels),
-  el("label", {}, "Task", task), el("label", {}, "Min. image size (px)", minSize),
+  el("label", {}, "Task", task), el("label", {}, "Min. image size (px)", minSize), el("label", {}, "PACS AE title", aeTitle),
   el("button", { type: "submit" }, "Create dataset"));
   const list = el("div", {}, el("p", { class: "muted" }, "Loading…"));
   render("Datasets", el("section", { class: "card" }, el("h2", {}, "New dataset"), create), el("section", { class: "card" }, el("h2", {}, "All datasets"), list));
   const rows = await all("/v1/datasets", 100);
   list.replaceChildren(rows.length
-    ? tableOf(["Name", "Task", "Status", "Accepted", "Rejected", "Patients", "Labelled studies"], rows.map((d) => [
-      el("a", { href: `#/datasets/${d.id}` }, d.name), d.task, badge(d.status), d.counts.accepted,
+    ? tableOf(["Name", "Task", "Status", "AE title", "Accepted", "Rejected", "Patients", "Labelled studies"], rows.map((d) => [
+      el("a", { href: `#/datasets/${d.id}` }, d.name), d.task, badge(d.status), d.dicom_ae_title || "", d.counts.accepted,
       Object.values(d.counts.rejected).reduce((a, b) => a + b, 0), d.counts.patients, d.counts.labelled_studies]))
     : el("p", { class: "muted" }, "No dataset yet: create one above."));
 }
@@ -375,7 +376,7 @@ async function datasetPage(id) {
   } }, el("label", {}, "Seed", seed), el("label", {}, "Train", parts.train), el("label", {}, "Validation", parts.val),
   el("label", {}, "Test", parts.test), el("button", { type: "submit" }, "Make a split (by patient, stratified)"));
   render(ds.name, report, el("div", { class: "grid" }, uploader(ds, refresh), labelsForm(ds, refresh)),
-    el("section", { class: "card" }, el("h2", {}, "Splits"), splitForm, splits),
+    el("section", { class: "card" }, el("h2", {}, "Splits"), splitForm, splits), pacsCard(ds),
     el("p", {}, el("a", { class: "button", href: `#/jobs/new?dataset=${id}` }, "New fine-tuning job")));
   loadSplits();
 }
@@ -665,6 +666,7 @@ const ROUTES = [
   [/^#\/models$/, modelsPage],
   [/^#\/models\/([^/?]+)$/, (n) => modelPage(decodeURIComponent(n))],
   [/^#\/predict(?:\?.*)?$/, () => predictPage(query())],
+  [/^#\/pacs-nodes$/, pacsNodesPage],
 ];
 
 function query() {
