@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +37,9 @@ PREAMBLE = b"\x00" * 128
 # Image ids per pixel task: one message and one worker commit per chunk instead of per image, while
 # a big upload still spreads over many workers.
 TASK_CHUNK = 32
+# A request that commits as it goes (checkpoint(hold_tasks=True)) sends full chunks at each commit; the
+# images left over wait for a later commit, and go with the first one after they have waited this long.
+HOLD_TASKS_S = 2.0
 # Object writes in flight per request or task: each is durable (fsync, or an S3 PUT) before the
 # transaction that references it commits, but they overlap the CPU work on the next file.
 PUT_THREADS = 4
@@ -126,6 +130,8 @@ class Ingestor:
         self.puts = Puts(store)
         self.tally = deid_report.Tally()  # what de-identification did, added to the dataset's in finish()
         self.stored: list[str] = []  # keys this transaction wrote: removed again if it fails
+        self.unsent: list[str] = []  # images an earlier commit recorded whose task waits for a full chunk
+        self.unsent_since = 0.0
 
     def __enter__(self) -> Ingestor:
         return self
@@ -136,6 +142,7 @@ class Ingestor:
         try:
             if exc is not None:
                 self.discard()
+                self._send_unsent()
         finally:
             self.puts.close()
 
@@ -149,15 +156,35 @@ class Ingestor:
                 self.store.delete(key)
         self.stored.clear()
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, hold_tasks: bool = False) -> None:
         """Commit what is recorded so far (with `commit`; without it, nothing): its objects then stay,
         whatever becomes of the rest of the request. On SQLite the next file's first write takes the
-        write lock again (writers begin IMMEDIATE), so other writers wait one file at most."""
+        write lock again (writers begin IMMEDIATE), so other writers wait one file at most.
+
+        hold_tasks: send only full chunks of pixel tasks now (a task per image costs the worker more
+        than the image does), the rest with a later commit, HOLD_TASKS_S after at most, or finish()."""
         if self.commit is None:
             return
-        self.finish()
+        rest = self._settle(hold_tasks)
         self.commit()
+        if rest[:1] != self.unsent[:1]:  # the longest-waiting image changed: its clock starts now
+            self.unsent_since = time.monotonic()
+        self.unsent = rest
         self.stored.clear()
+
+    def _send_unsent(self) -> None:
+        """The request is failing: roll back its open part now (as the transport is about to), then
+        commit the tasks of the images earlier commits recorded, so none stays queued without one."""
+        if not self.unsent or self.commit is None:
+            return
+        try:
+            self.session.rollback()
+            self.queued = []
+            self._queue_tasks(hold=False)
+            self.unsent = []
+            self.commit()
+        except Exception:  # best effort: the request's own error is the one to report
+            pass
 
     def reject(self, reason: str, source: str = "dicom", message: str | None = None) -> Outcome:
         image_id = new_id("img")
@@ -243,15 +270,29 @@ class Ingestor:
 
     def finish(self) -> None:
         """Wait for the objects, count duplicates, queue the pixel work (sent after the commit)."""
+        self._settle(hold=False)
+        self.unsent = []
+
+    def _settle(self, hold: bool) -> list[str]:
         self.puts.wait()
         self.tally.flush(self.session, self.dataset.id)
         if self.duplicates:
             repository.add_duplicates(self.session, self.dataset.id, self.duplicates)
             self.duplicates = 0
-        for i in range(0, len(self.queued), TASK_CHUNK):
-            outbox.enqueue(self.session, TASK, *self.queued[i : i + TASK_CHUNK], queue="ingest")
-        self.queued.clear()
+        rest = self._queue_tasks(hold)
         self.session.flush()
+        return rest
+
+    def _queue_tasks(self, hold: bool) -> list[str]:
+        """Pixel tasks for the images recorded and not yet queued, in chunks; with hold, a last short
+        chunk is returned instead (unless its oldest images have waited HOLD_TASKS_S)."""
+        ids = self.unsent + self.queued
+        overdue = bool(self.unsent) and time.monotonic() - self.unsent_since >= HOLD_TASKS_S
+        end = len(ids) - len(ids) % TASK_CHUNK if hold and not overdue else len(ids)
+        for i in range(0, end, TASK_CHUNK):
+            outbox.enqueue(self.session, TASK, *ids[i : i + TASK_CHUNK], queue="ingest")
+        self.queued = []
+        return ids[end:]
 
 
 def ingest_dicom(session: Session, store: ObjectStore, secret: str, dataset: Dataset, data: bytes) -> Outcome:

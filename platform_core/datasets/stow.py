@@ -64,7 +64,7 @@ def store_stream(
     each block is read from the client: no transaction waits on the network."""
     with Ingestor(session, store, secret, dataset, commit, Caps.of(settings)) as ingestor:
         stow = _Stow(ingestor, settings)
-        parts.stream_parts(boundary, blocks, stow.part, settings.max_multipart_parts, ingestor.checkpoint)
+        parts.stream_parts(boundary, blocks, stow.part, settings.max_multipart_parts, stow.checkpoint)
         return stow.finish()
 
 
@@ -87,6 +87,10 @@ class _Stow:
             outcome = self.ingestor.dicom(data)
             code = CANNOT_UNDERSTAND if outcome.outcome == "rejected" else None
         self.results.append((sop_class, sop_instance, code))
+
+    def checkpoint(self) -> None:
+        """Before the next block is read from the client: commit (pixel tasks go in full chunks)."""
+        self.ingestor.checkpoint(hold_tasks=True)
 
     def finish(self) -> StowResult:
         self.ingestor.finish()

@@ -129,7 +129,7 @@ class UploadBatch:
 
     def checkpoint(self) -> None:
         """Commit what is recorded (the Ingestor's commit, if it has one): before reading the network."""
-        self.ingestor.checkpoint()
+        self.ingestor.checkpoint(hold_tasks=True)
         self.since = None
 
     def finish(self) -> list[FileOutcome]:
