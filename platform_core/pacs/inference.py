@@ -1,5 +1,6 @@
 """Inference from the PACS: a study C-STOREd to a model version's AE title is predicted in memory and
-the answer goes back to the sending PACS as a DICOM SR (platform_core.pacs.sr).
+the answer goes back to the sending PACS as a DICOM SR, with the Grad-CAM overlay as a Secondary
+Capture (platform_core.pacs.sr).
 
 This path keeps the original UIDs (the SR must reference the study it answers) and so stores nothing
 of the instance: it is parsed, predicted and answered in memory. The only record is an audit event
@@ -9,6 +10,7 @@ title is the calling AE title (its host and port are the PACS's C-STORE SCP).
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 from dataclasses import dataclass
@@ -16,7 +18,10 @@ from typing import Any
 
 from pydicom import dcmread
 from pynetdicom import AE
-from pynetdicom.sop_class import Comprehensive3DSRStorage  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    Comprehensive3DSRStorage,
+    SecondaryCaptureImageStorage,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -27,6 +32,7 @@ from platform_core.dicom.read import Caps, Rejected, parse
 from platform_core.ids import new_id
 from platform_core.pacs import sr
 from platform_core.pacs.models import PacsNode
+from platform_core.artifacts import ModelManifest
 from platform_core.registry.models import ModelVersion, RegisteredModel
 from platform_core.storage import ObjectStore
 
@@ -39,7 +45,7 @@ class Target:
     version_id: str
     project_id: str
     model: str  # name:number
-    manifest: dict[str, Any]
+    manifest: ModelManifest
 
 
 @dataclass
@@ -49,6 +55,7 @@ class Answer:
     study_key_hmac: str
     sr: bytes | None
     outcome: str  # predicted | rejected: <reason> | failed
+    heatmap: bytes | None = None  # a Secondary Capture of the Grad-CAM overlay
 
 
 def target_by_ae(session: Session, ae_title: str) -> Target | None:
@@ -60,7 +67,7 @@ def target_by_ae(session: Session, ae_title: str) -> Target | None:
     if row is None:
         return None
     version, name = row
-    return Target(version.id, version.project_id, f"{name}:{version.number}", dict(version.manifest))
+    return Target(version.id, version.project_id, f"{name}:{version.number}", version.model_manifest)
 
 
 def answer(settings: Settings, store: ObjectStore, secret: str, target: Target, data: bytes) -> Answer:
@@ -73,13 +80,15 @@ def answer(settings: Settings, store: ObjectStore, secret: str, target: Target, 
         return Answer("", None, f"rejected: {exc.reason}")
     study_hmac = key_hmac(secret, str(source.get("StudyInstanceUID", "")))
     try:
-        prediction = serving.predict(settings, store, target.manifest, [data])[0]
+        prediction = serving.predict(settings, store, target.manifest, [data], explain=True)[0]
     except Rejected as exc:
         return Answer(study_hmac, None, f"rejected: {exc.reason}")
     except Exception:
         log.exception("prediction failed for %s", target.model)
         return Answer(study_hmac, None, "failed")
-    return Answer(study_hmac, sr.build(source, target.model, prediction), "predicted")
+    overlay = base64.b64decode(prediction.pop("heatmap_png_base64"))
+    report = sr.build(source, target.model, prediction)
+    return Answer(study_hmac, report, "predicted", sr.heatmap(source, target.model, overlay))
 
 
 def destination(session: Session, project_id: str, calling_ae: str) -> PacsNode | None:
@@ -92,18 +101,19 @@ def destination(session: Session, project_id: str, calling_ae: str) -> PacsNode 
     )
 
 
-def send(settings: Settings, node: PacsNode, data: bytes) -> bool:
-    """C-STORE one SR to the node; True when it answered success."""
+def send(settings: Settings, node: PacsNode, objects: list[bytes]) -> bool:
+    """C-STORE the SR (and heatmap) to the node over one association; True when it took every one."""
     ae = AE(ae_title=settings.dicom_ae_title)
     ae.add_requested_context(Comprehensive3DSRStorage)
+    ae.add_requested_context(SecondaryCaptureImageStorage)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT_S
     assert node.host and node.port and node.ae_title
     assoc = ae.associate(node.host, node.port, ae_title=node.ae_title)
     if not assoc.is_established:
         return False
     try:
-        status = assoc.send_c_store(dcmread(io.BytesIO(data)))
-        return bool(status) and status.Status == 0x0000
+        statuses = [assoc.send_c_store(dcmread(io.BytesIO(data))) for data in objects]
+        return all(bool(s) and s.Status == 0x0000 for s in statuses)
     finally:
         assoc.release()
 
@@ -116,7 +126,8 @@ def deliver(
     for a in answers:
         outcome = a.outcome
         if a.sr is not None:
-            outcome = "sent" if node is not None and send(settings, node, a.sr) else "not_sent"
+            objects = [a.sr] if a.heatmap is None else [a.sr, a.heatmap]
+            outcome = "sent" if node is not None and send(settings, node, objects) else "not_sent"
         session.add(AuditEvent(
             id=new_id("aud"), project_id=target.project_id, key_id=None, action="pacs.inference",
             resource_type="model_version", resource_id=target.version_id,

@@ -19,6 +19,9 @@ SCHEME = "99MEDTUNE"  # a private coding scheme: labels are the project's own na
 UNITLESS = hd.sr.CodedConcept("1", "UCUM", "no units")
 IMAGING_STUDY = hd.sr.CodedConcept("18748-4", "LN", "Diagnostic imaging study")
 SERIES_NUMBER = 9900
+# The patient and study of the source, so the Secondary Capture files beside it in the PACS.
+SC_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
+             "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName")  # fmt: skip
 
 
 def _concept(code: str, meaning: str) -> hd.sr.CodedConcept:
@@ -61,6 +64,39 @@ def build(source: Dataset, model: str, prediction: dict[str, Any]) -> bytes:
     )  # fmt: skip
     buf = io.BytesIO()
     sr.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def heatmap(source: Dataset, model: str, png: bytes) -> bytes:
+    """The prediction's heatmap overlay (an RGB PNG) as a Secondary Capture in the source's study and
+    patient (its attributes copied from the source, a new series), built with pydicom: highdicom's
+    SCImage wants a patient orientation a projection radiograph may not carry."""
+    import numpy as np
+    from PIL import Image
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.uint8)
+    sc = Dataset()
+    for keyword in SC_COPIED:
+        if keyword in source:
+            setattr(sc, keyword, source.data_element(keyword).value)  # type: ignore[union-attr]
+    sc.SOPClassUID, sc.SOPInstanceUID = SecondaryCaptureImageStorage, hd.UID()
+    sc.SeriesInstanceUID, sc.SeriesNumber, sc.InstanceNumber = hd.UID(), SERIES_NUMBER + 1, 1
+    sc.Modality, sc.ConversionType, sc.Manufacturer = "OT", "WSD", "medtune"
+    sc.SeriesDescription = f"medtune {model} heatmap"[:64]
+    sc.Rows, sc.Columns = rgb.shape[:2]
+    sc.SamplesPerPixel, sc.PhotometricInterpretation, sc.PlanarConfiguration = 3, "RGB", 0
+    sc.BitsAllocated, sc.BitsStored, sc.HighBit, sc.PixelRepresentation = 8, 8, 7, 0
+    sc.PixelData = rgb.tobytes()
+    sc.file_meta = FileMetaDataset()
+    sc.file_meta.MediaStorageSOPClassUID, sc.file_meta.MediaStorageSOPInstanceUID = (
+        sc.SOPClassUID,
+        sc.SOPInstanceUID,
+    )
+    sc.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buf = io.BytesIO()
+    sc.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
 
 

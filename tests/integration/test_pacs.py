@@ -301,9 +301,9 @@ def test_keys_are_sealed_while_an_import_runs_and_gone_when_it_ends(stack: Stack
 # --- results back into the PACS ----------------------------------------------------------------
 
 
-def _sr_in_orthanc(stack: Stack, study_uid: str) -> bytes | None:
+def _in_orthanc(stack: Stack, study_uid: str, modality: str) -> bytes | None:
     found = stack.orthanc.rest("POST", "/tools/find", json={"Level": "Instance", "Query": {
-        "StudyInstanceUID": study_uid, "Modality": "SR"}})  # fmt: skip
+        "StudyInstanceUID": study_uid, "Modality": modality}})  # fmt: skip
     if not found:
         return None
     import httpx
@@ -350,7 +350,11 @@ def test_a_study_sent_to_a_models_ae_comes_back_as_an_sr(stack: Stack) -> None:
     )
     assert sent["FailedInstancesCount"] == 0
 
-    report = wait_for(lambda: _sr_in_orthanc(stack, study_uid), 60, 0.5, "the SR in Orthanc")
+    report = wait_for(lambda: _in_orthanc(stack, study_uid, "SR"), 60, 0.5, "the SR in Orthanc")
+    heatmap = dcmread(
+        io.BytesIO(wait_for(lambda: _in_orthanc(stack, study_uid, "OT"), 30, 0.5, "the heatmap"))
+    )
+    assert heatmap.SamplesPerPixel == 3 and heatmap.pixel_array.ndim == 3  # the Grad-CAM overlay, in colour
     from_sr = sr.read_probabilities(report)
     rest = stack.client.post(f"/v1/models/{name}/predict", content=data,
                              headers={**stack.headers, "Content-Type": "application/dicom"})  # fmt: skip
