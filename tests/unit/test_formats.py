@@ -441,3 +441,83 @@ def test_a_sharded_checkpoint_in_the_hub_cache_loads(tmp_path: Path, monkeypatch
     x = torch.randn(1, 3, 28, 28)
     with torch.no_grad():
         assert max_diff(model.forward_features(x), ref(pixel_values=x).last_hidden_state) <= TOL
+
+
+# --- the catalog's architectures against the publishers' own configurations, tensor shapes only ---------
+
+
+def _timm_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    import timm
+
+    from platform_core.training import catalog
+
+    entry = catalog.get(name)
+    with torch.device("meta"):
+        size = {"img_size": entry.input_size} if entry.family == "vit" else {}
+        model = timm.create_model(entry.arch, num_classes=2, **size, **entry.create_kwargs)
+    return {
+        k: tuple(v.shape) for k, v in model.state_dict().items() if not k.startswith(entry.classifier + ".")
+    }
+
+
+def _converted_shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state.items() if not k.startswith("head.")}
+
+
+def test_rad_dino_is_the_published_dinov2_configuration() -> None:
+    from transformers import Dinov2Config, Dinov2Model
+
+    from platform_core.training.formats import hf_transformers
+
+    # microsoft/rad-dino's config.json: ViT-B/14 at 518 px, layer scale, GELU MLP
+    config = Dinov2Config(
+        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, patch_size=14, image_size=518
+    )
+    with torch.device("meta"):
+        published = Dinov2Model(config).state_dict()
+    assert _converted_shapes(hf_transformers.convert(published, config.to_dict())) == _timm_shapes("rad_dino")
+
+
+def test_medsiglip_is_the_published_so400m_configuration() -> None:
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    from platform_core.training.formats import hf_transformers
+
+    # google/medsiglip-448's vision_config: So400m/14 at 448 px
+    config = SiglipVisionConfig(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
+                                num_attention_heads=16, patch_size=14, image_size=448)  # fmt: skip
+    with torch.device("meta"):
+        published = SiglipVisionModel(config).state_dict()
+    converted = _converted_shapes(hf_transformers.convert(published, config.to_dict()))
+    assert converted == _timm_shapes("medsiglip_448")
+
+
+def test_torchxrayvision_densenet121_is_the_released_configuration() -> None:
+    import torchxrayvision
+
+    released = torchxrayvision.models.DenseNet(weights=None).state_dict()  # densenet121's blocks, one channel
+    converted = {
+        k: tuple(v.shape) for k, v in xrv.convert(released).items() if not k.startswith("classifier.")
+    }
+    assert converted == _timm_shapes("xrv_densenet121_res224_all")
+
+
+def test_eva_x_small_is_eva_x_s_own_eva_configuration() -> None:
+    from timm.models.eva import Eva
+
+    # hustvl/EVA-X eva_x.py, eva_x_small_patch16: timm's Eva with these arguments
+    with torch.device("meta"):
+        eva_x = Eva(
+            img_size=224,
+            patch_size=16,
+            embed_dim=384,
+            depth=12,
+            num_heads=6,
+            mlp_ratio=4 * 2 / 3,
+            swiglu_mlp=True,
+            use_rot_pos_emb=True,
+            ref_feat_shape=(14, 14),
+            num_classes=2,
+        )
+    shapes = {k: tuple(v.shape) for k, v in eva_x.state_dict().items() if not k.startswith("head.")}
+    assert shapes == _timm_shapes("eva_x_small_patch16")
