@@ -7,10 +7,11 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Queue
 
+from platform_core import tasks
 from platform_core.config import Settings, get_settings
 from platform_core.db.outbox import TaskMessage
 
-QUEUES = ("ingest", "train", "infer")
+QUEUES = tasks.QUEUES
 TASK_MODULES = [
     "worker.tasks.system",
     "worker.tasks.ingest",
@@ -46,7 +47,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         result_serializer="json",
         accept_content=["json"],
         task_queues=[Queue(q) for q in QUEUES],
-        task_default_queue="ingest",
+        task_default_queue=tasks.INGEST,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -61,14 +62,17 @@ def make_celery(settings: Settings | None = None) -> Celery:
         # Run by `celery beat` (`medtune up` starts one; compose's worker-cpu runs it with --beat).
         beat_schedule={
             "requeue-stale-jobs": {
-                "task": "train.requeue_stale",
+                "task": tasks.REQUEUE_STALE_JOBS.name,
                 "schedule": settings.stale_job_check_s,
-                "options": {"queue": "ingest", "expires": settings.stale_job_check_s},
+                "options": {"queue": tasks.REQUEUE_STALE_JOBS.queue, "expires": settings.stale_job_check_s},
             },
             "requeue-stale-imports": {
-                "task": "pacs.requeue_stale",
+                "task": tasks.REQUEUE_STALE_IMPORTS.name,
                 "schedule": settings.pacs_import_stale_s / 2,
-                "options": {"queue": "ingest", "expires": settings.pacs_import_stale_s / 2},
+                "options": {
+                    "queue": tasks.REQUEUE_STALE_IMPORTS.queue,
+                    "expires": settings.pacs_import_stale_s / 2,
+                },
             },
         },
     )

@@ -25,6 +25,7 @@ from platform_core.training.jobs.schemas import (
     JobCreate,
     JobGroupCreate,
     JobOut,
+    JobStatus,
 )
 
 router = APIRouter(prefix="/fine-tuning", tags=["fine-tuning"], dependencies=[JsonOnly])
@@ -42,9 +43,14 @@ def create_job(body: JobCreate, session: SessionDep, principal: Writer, audit: A
 
 @router.get("/jobs")
 def list_jobs(
-    session: SessionDep, principal: Reader, limit: Limit = 20, after: str | None = None
+    session: SessionDep,
+    principal: Reader,
+    limit: Limit = 20,
+    after: str | None = None,
+    status: JobStatus | None = None,
 ) -> Page[JobOut]:
-    jobs = service.list_jobs(session, principal.project_id, limit + 1, after)
+    """Newest first; `status` keeps the jobs in that state."""
+    jobs = service.list_jobs(session, principal.project_id, limit + 1, after, status)
     return Page.build([service.job_out(j) for j in jobs], limit)
 
 

@@ -254,7 +254,7 @@ class AsyncDatasets(AsyncResource):
         parallel: int = 4,
         batch_files: int = DEFAULT_BATCH_FILES,
         batch_bytes: int = DEFAULT_BATCH_BYTES,
-        progress: bool | None = False,
+        progress: bool | None = None,
     ) -> UploadResult:
         """The async mirror of `Datasets.upload`: at most `parallel` requests in flight."""
         path = f"/v1/datasets/{id_of(dataset)}/files"
@@ -316,11 +316,18 @@ class AsyncDatasets(AsyncResource):
         return await self._client.delete(f"/v1/datasets/{id_of(dataset)}", Erasure)
 
     async def wait(
-        self, dataset: str | Dataset, *, timeout: float = 600.0, poll_interval: float = 1.0
+        self,
+        dataset: str | Dataset,
+        *,
+        timeout: float = 600.0,
+        poll_interval: float = 1.0,
+        on_update: Callable[[Dataset], None] | None = None,
     ) -> Dataset:
         deadline = time.monotonic() + timeout
         while True:
             current = await self.get(dataset)
+            if on_update is not None:
+                on_update(current)
             if current.status != "ingesting":
                 return current
             if time.monotonic() >= deadline:

@@ -227,12 +227,25 @@ class AsyncJobs(AsyncResource):
             if (event := _event(sse)) is not None:
                 yield event
 
-    async def wait(self, job: str | Job, *, timeout: float | None = None, poll_interval: float = 2.0) -> Job:
+    async def wait(
+        self,
+        job: str | Job,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = 2.0,
+        progress: bool | None = None,
+        on_update: Callable[[Job], None] | None = None,
+    ) -> Job:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            current = await self.get(job)
-            if current.done:
-                return current
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {current.id} still {current.status} after {timeout}s")
-            await asyncio.sleep(poll_interval)
+        with _Bar(progress) as bar:
+            while True:
+                current = await self.get(job)
+                bar.latest = newest_metrics((await self.events(current, limit=20)).data) or bar.latest
+                bar.show(current)
+                if on_update is not None:
+                    on_update(current)
+                if current.done:
+                    return current
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"job {current.id} still {current.status} after {timeout}s")
+                await asyncio.sleep(poll_interval)

@@ -30,8 +30,9 @@ from platform_core.dicom.read import DEFAULT_CAPS, Caps, Rejected, load, parse
 from platform_core.dicom.validate import Filters, check
 from platform_core.ids import new_id
 from platform_core.storage import ObjectStore
+from platform_core.tasks import PROCESS_IMAGE
 
-TASK = "ingest.process_image"
+TASK = PROCESS_IMAGE
 DICOM_TYPE = "application/dicom"
 PREAMBLE = b"\x00" * 128
 # Image ids per pixel task: one message and one worker commit per chunk instead of per image, while
@@ -290,7 +291,7 @@ class Ingestor:
         overdue = bool(self.unsent) and time.monotonic() - self.unsent_since >= HOLD_TASKS_S
         end = len(ids) - len(ids) % TASK_CHUNK if hold and not overdue else len(ids)
         for i in range(0, end, TASK_CHUNK):
-            outbox.enqueue(self.session, TASK, *ids[i : i + TASK_CHUNK], queue="ingest")
+            outbox.enqueue(self.session, TASK, *ids[i : i + TASK_CHUNK])
         self.queued = []
         return ids[end:]
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from platform_core.tasks import TaskSpec
+
 KEY = "medtune.outbox"
 
 
@@ -22,8 +24,8 @@ class TaskMessage:
 Dispatch = Callable[[TaskMessage], None]
 
 
-def enqueue(session: Session, name: str, *args: Any, queue: str) -> None:
-    session.info.setdefault(KEY, []).append(TaskMessage(name, args, queue))
+def enqueue(session: Session, task: TaskSpec, *args: Any) -> None:
+    session.info.setdefault(KEY, []).append(TaskMessage(task.name, args, task.queue))
 
 
 def flush(session: Session, dispatch: Dispatch) -> None:

@@ -30,8 +30,9 @@ from platform_core.pacs.schemas import (
     PacsNodeOut,
     StudyOutcome,
 )
+from platform_core.tasks import PACS_IMPORT
 
-TASK = "pacs.run_import"
+TASK = PACS_IMPORT
 LABELS_BYTES = 64 * 1024 * 1024
 TERMINAL = ("succeeded", "failed", "cancelled")
 LABEL_COUNTS = {"rows", "imported", "matched", "unmatched"}
@@ -129,7 +130,7 @@ def create_import(
                                 rejected=0)  # fmt: skip
         session.add(study)
     session.flush()
-    outbox.enqueue(session, TASK, imp.id, queue="ingest")
+    outbox.enqueue(session, TASK, imp.id)
     return imp, label_result
 
 
@@ -171,7 +172,7 @@ def requeue_stale(session: Session, stale_after_s: float) -> list[str]:
     """For the beat: imports whose runner stopped beating (a worker that died, a restart) go again."""
     ids = list(repository.stale_imports(session, utcnow() - timedelta(seconds=stale_after_s)))
     for import_id in ids:
-        outbox.enqueue(session, TASK, import_id, queue="ingest")
+        outbox.enqueue(session, TASK, import_id)
     return ids
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from platform_core import tasks
 from platform_core.db import outbox
 from platform_core.errors import Conflict, Gone, Invalid, NotFound
 from platform_core.ids import new_id
@@ -32,8 +33,8 @@ DEFAULT_ALIAS = "champion"
 REF = re.compile(
     r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_\-]{0,99})(?::(?P<number>\d+)|@(?P<alias>[a-z][a-z0-9_\-]*))?$"
 )
-INFER_TASK = "infer.batch_predictions"
-EVALUATE_TASK = "infer.evaluate_version"
+INFER_TASK = tasks.BATCH_PREDICTIONS
+EVALUATE_TASK = tasks.EVALUATE_VERSION
 
 
 # --- promotion --------------------------------------------------------------------------------
@@ -161,7 +162,7 @@ def promote(
     session.add(version)
     session.flush()
     if version.status == "evaluating":
-        outbox.enqueue(session, EVALUATE_TASK, version.id, queue="infer")
+        outbox.enqueue(session, EVALUATE_TASK, version.id)
     if tracking_uri:
         from platform_core.registry.tracking import register_version
 
@@ -350,7 +351,7 @@ def create_batch(session: Session, project_id: str, ref: str, body: BatchCreate)
     )
     session.add(batch)
     session.flush()
-    outbox.enqueue(session, INFER_TASK, batch.id, queue="infer")
+    outbox.enqueue(session, INFER_TASK, batch.id)
     return batch
 
 

@@ -211,6 +211,12 @@ def test_cancel_then_resume(
     client.jobs.cancel(job)
     cancelled = client.jobs.wait(job, timeout=120, poll_interval=0.5, progress=False)
     assert cancelled.status == "cancelled"
+    assert job.id in [j.id for j in client.jobs.list(status="cancelled")]
+    assert job.id not in [j.id for j in client.jobs.list(status="succeeded")]
+    assert {j.status for j in client.jobs.list(status="cancelled")} == {"cancelled"}
+    with pytest.raises(errors.InvalidRequestError) as unknown:
+        client.jobs.list(status="done")
+    assert unknown.value.status_code == 422
     watch = cli(live, tmp_path, "jobs", "watch", job.id)
     assert watch.returncode == 1 and "cancelled" in watch.stdout
 
@@ -275,7 +281,9 @@ def test_async_client_jobs_and_models(
             events = [e async for e in await c.jobs.events(job, limit=2)]
             streamed = [e async for e in c.jobs.stream(job)]
             checkpoints = await c.jobs.checkpoints(job)
-            waited = await c.jobs.wait(job, timeout=10)
+            seen: list[Job] = []
+            waited = await c.jobs.wait(job, timeout=10, progress=False, on_update=seen.append)
+            assert [j.status for j in seen] == ["succeeded"]
             with pytest.raises(errors.NotFoundError):
                 await c.jobs.get("ftjob_missing")
             models = [m.name async for m in await c.models.list()]

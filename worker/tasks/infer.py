@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from platform_core import tasks
 from platform_core.db import attempts
 from platform_core.db.session import unit_of_work
 from worker import faults
@@ -20,12 +21,12 @@ def _crashed(what: str, died: int) -> str:
             "or crashed); it is not tried again")  # fmt: skip
 
 
-@celery_app.task(name="infer.batch_predictions")
+@celery_app.task(name=tasks.BATCH_PREDICTIONS.name)
 def batch_predictions(batch_id: str) -> str:
     from platform_core.inference import batch
 
     ctx = context()
-    key = attempts.key("infer.batch_predictions", batch_id)
+    key = attempts.key(tasks.BATCH_PREDICTIONS.name, batch_id)
     died = ctx.begin_delivery(key)
     try:
         if ctx.gave_up(died):
@@ -44,12 +45,12 @@ def batch_predictions(batch_id: str) -> str:
         ctx.end_delivery(key)
 
 
-@celery_app.task(name="infer.evaluate_version")
+@celery_app.task(name=tasks.EVALUATE_VERSION.name)
 def evaluate_version(version_id: str) -> str:
     from platform_core.registry import evaluate
 
     ctx = context()
-    key = attempts.key("infer.evaluate_version", version_id)
+    key = attempts.key(tasks.EVALUATE_VERSION.name, version_id)
     died = ctx.begin_delivery(key)
     try:
         if ctx.gave_up(died):

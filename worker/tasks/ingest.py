@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import OperationalError
 
+from platform_core import tasks
 from platform_core.datasets import ingest
 from platform_core.datasets.ingest import PixelJob, PixelResult
 from platform_core.db import attempts, outbox
@@ -27,7 +28,7 @@ PROCESSING_ERROR = "processing_error"
 # An upload is one transaction that lasts as long as its body takes to stream in; on SQLite it holds
 # the write lock that long, which can outlast the busy timeout here. The task is idempotent: retry.
 @celery_app.task(
-    name="ingest.process_image",
+    name=tasks.PROCESS_IMAGE.name,
     acks_late=True,
     autoretry_for=(OperationalError,),
     retry_backoff=2,
@@ -100,7 +101,7 @@ def _rejected(job: PixelJob, reason: str) -> PixelResult:
 def _one_message_each(ctx: WorkerContext, pending: list[PixelJob]) -> None:
     with unit_of_work(ctx.sessions, dispatcher(celery_app)) as session:
         for job in pending:
-            outbox.enqueue(session, ingest.TASK, job.image_id, queue="ingest")
+            outbox.enqueue(session, tasks.PROCESS_IMAGE, job.image_id)
 
 
 def _undo(ctx: WorkerContext, keys: Sequence[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from platform_core import tasks
 from platform_core.db.session import unit_of_work
 from platform_core.pacs import service
 from platform_core.pacs.imports import ImportRun, run_import
@@ -13,7 +14,7 @@ from worker.app import celery_app, dispatcher
 from worker.context import context
 
 
-@celery_app.task(name=service.TASK, bind=True, acks_late=True)
+@celery_app.task(name=tasks.PACS_IMPORT.name, bind=True, acks_late=True)
 def run(self: Any, import_id: str) -> str | None:
     """Idempotent: a delivery that finds the import held by a live runner, or ended, returns at once."""
     ctx = context()
@@ -23,7 +24,7 @@ def run(self: Any, import_id: str) -> str | None:
     return run_import(run)
 
 
-@celery_app.task(name="pacs.requeue_stale")
+@celery_app.task(name=tasks.REQUEUE_STALE_IMPORTS.name)
 def requeue_stale() -> list[str]:
     ctx = context()
     with unit_of_work(ctx.sessions, dispatcher(celery_app)) as session:

@@ -9,6 +9,7 @@ from typing import Any
 from celery.signals import celeryd_after_setup
 
 import platform_core.db.models  # noqa: F401  (every table, so foreign keys resolve in this process)
+from platform_core import tasks
 from platform_core.db import attempts
 from worker import faults
 from worker.app import celery_app, dispatcher
@@ -19,13 +20,13 @@ def _dispatch() -> Any:
     return dispatcher(celery_app)
 
 
-@celery_app.task(name="train.validate")
+@celery_app.task(name=tasks.VALIDATE_JOB.name)
 def validate(job_id: str) -> None:
     from platform_core.db.session import unit_of_work
     from platform_core.training.jobs import service
 
     ctx = context()
-    key = attempts.key("train.validate", job_id)
+    key = attempts.key(tasks.VALIDATE_JOB.name, job_id)
     if _gave_up(key, job_id, "validation"):
         return
     try:
@@ -42,12 +43,12 @@ def validate(job_id: str) -> None:
 
 # acks_late with reject_on_worker_lost (the app's defaults): a worker killed mid-run has the message
 # redelivered, and the run continues from its last checkpoint, up to max_task_attempts deliveries.
-@celery_app.task(name="train.run")
+@celery_app.task(name=tasks.RUN_JOB.name)
 def run(job_id: str) -> str:
     from platform_core.training.jobs.runner import RunOptions, mlflow_tracker, run_job
 
     ctx = context()
-    key = attempts.key("train.run", job_id)
+    key = attempts.key(tasks.RUN_JOB.name, job_id)
     if _gave_up(key, job_id, "the run"):
         return "failed"
     settings = ctx.settings
@@ -91,7 +92,7 @@ def _start_waiting() -> list[str]:
         return service.start_waiting(session, ctx.settings.max_running_jobs_per_project)
 
 
-@celery_app.task(name="train.requeue_stale")
+@celery_app.task(name=tasks.REQUEUE_STALE_JOBS.name)
 def requeue_stale() -> list[str]:
     """The beat's backstop: stale running jobs go back on the queue; held-back ones start if they can."""
     from platform_core.db.session import unit_of_work
@@ -108,9 +109,7 @@ def preload_training(sender: str, instance: Any, **_: Any) -> None:
     before the pool forks: each run (and each replacement child) then starts without the ~10 s of
     importing torch, timm, peft, scikit-learn, matplotlib and MLflow. Importing torch does not
     initialise CUDA, so the forked children can still use the GPU."""
-    from platform_core.training.jobs.service import TRAIN_QUEUE
-
-    if TRAIN_QUEUE not in instance.app.amqp.queues.consume_from:
+    if tasks.RUN_JOB.queue not in instance.app.amqp.queues.consume_from:
         return
     import matplotlib.figure  # noqa: F401
     import mlflow.tracking  # noqa: F401

@@ -25,8 +25,12 @@ def get_job(session: Session, job_id: str, project_id: str | None = None, lock: 
     return job
 
 
-def list_jobs(session: Session, project_id: str, limit: int, after: str | None) -> Sequence[Job]:
+def list_jobs(
+    session: Session, project_id: str, limit: int, after: str | None, status: str | None = None
+) -> Sequence[Job]:
     q = select(Job).where(Job.project_id == project_id)
+    if status is not None:
+        q = q.where(Job.status == status)
     if after:
         q = q.where(Job.id < after)
     return session.scalars(q.order_by(Job.id.desc()).limit(limit)).all()

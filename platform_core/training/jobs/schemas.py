@@ -19,6 +19,8 @@ from pydantic_core import PydanticCustomError
 from platform_core.splits.algorithm import SEED_MAX
 
 Auto = Literal["auto"]
+# models.STATUSES, as a type the API validates a filter against.
+JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
 
 # Upper bounds on what one job may ask for (a 422 names the field): generous for real work, and a
 # typo such as `epochs: 1000000` or `r: 100000` is refused instead of holding a GPU for weeks.

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
+from platform_core import tasks
 from platform_core.db import attempts, outbox
 from platform_core.errors import Conflict, Invalid, PayloadTooLarge, PlatformError
 from platform_core.ids import new_id
@@ -36,10 +37,8 @@ from platform_core.training.jobs.schemas import (
     SplitRef,
 )
 
-VALIDATE_TASK = "train.validate"
-RUN_TASK = "train.run"
-VALIDATE_QUEUE = "ingest"
-TRAIN_QUEUE = "train"
+VALIDATE_TASK = tasks.VALIDATE_JOB
+RUN_TASK = tasks.RUN_JOB
 STALE_AFTER_S = 300
 
 
@@ -149,7 +148,7 @@ def create_job(session: Session, project_id: str, body: JobCreate) -> Job:
     session.add(job)
     add_event(session, job, "job created; validating its data and weights", data={"status": job.status})
     session.flush()
-    outbox.enqueue(session, VALIDATE_TASK, job.id, queue=VALIDATE_QUEUE)
+    outbox.enqueue(session, VALIDATE_TASK, job.id)
     return job
 
 
@@ -178,7 +177,7 @@ def create_group(session: Session, project_id: str, body: JobGroupCreate) -> Job
             session, job, f"job created in group {group.id} (split seed {seed})", data={"status": job.status}
         )
         session.flush()
-        outbox.enqueue(session, VALIDATE_TASK, job.id, queue=VALIDATE_QUEUE)
+        outbox.enqueue(session, VALIDATE_TASK, job.id)
     return group
 
 
@@ -272,7 +271,7 @@ def validate(session: Session, job_id: str, store: ObjectStore) -> None:
         fail(session, job, error_code(exc), exc.message, exc.param)
         return
     set_status(session, job, "queued", f"validated: {len(train)} training images, labels {', '.join(labels)}")
-    outbox.enqueue(session, RUN_TASK, job.id, queue=TRAIN_QUEUE)
+    outbox.enqueue(session, RUN_TASK, job.id)
 
 
 def check_weights(session: Session, job: Job, entry: catalog.BackboneEntry, store: ObjectStore) -> None:
@@ -326,10 +325,10 @@ def resume(session: Session, project_id: str, job_id: str) -> Job:
     where = f"from the checkpoint of epoch {last.epoch}" if last else "from the start"
     if job.resolved is None:
         set_status(session, job, "validating_files", "resumed; validating again")
-        outbox.enqueue(session, VALIDATE_TASK, job.id, queue=VALIDATE_QUEUE)
+        outbox.enqueue(session, VALIDATE_TASK, job.id)
     else:
         set_status(session, job, "queued", f"resumed; it continues {where}")
-        outbox.enqueue(session, RUN_TASK, job.id, queue=TRAIN_QUEUE)
+        outbox.enqueue(session, RUN_TASK, job.id)
     return job
 
 
@@ -344,7 +343,7 @@ def requeue_stale(session: Session, stale_after_s: float = STALE_AFTER_S) -> lis
             "the worker's heartbeat went stale; requeued to resume from the last checkpoint",
             level="warn",
         )
-        outbox.enqueue(session, RUN_TASK, job.id, queue=TRAIN_QUEUE)
+        outbox.enqueue(session, RUN_TASK, job.id)
         requeued.append(job.id)
     return requeued
 
@@ -377,7 +376,7 @@ def start_waiting(session: Session, limit: int) -> list[str]:
         free = None if limit <= 0 else limit - repo.running_count(session, project_id)
         for job in repo.waiting_jobs(session, project_id, free):
             job.waiting_since = None
-            outbox.enqueue(session, RUN_TASK, job.id, queue=TRAIN_QUEUE)
+            outbox.enqueue(session, RUN_TASK, job.id)
             started.append(job.id)
     session.flush()
     return started
@@ -447,8 +446,10 @@ def get_job(session: Session, project_id: str, job_id: str) -> Job:
     return repo.get_job(session, job_id, project_id)
 
 
-def list_jobs(session: Session, project_id: str, limit: int, after: str | None) -> Sequence[Job]:
-    return repo.list_jobs(session, project_id, limit, after)
+def list_jobs(
+    session: Session, project_id: str, limit: int, after: str | None, status: str | None = None
+) -> Sequence[Job]:
+    return repo.list_jobs(session, project_id, limit, after, status)
 
 
 def list_events(
