@@ -116,6 +116,25 @@ def test_a_slow_upload_on_sqlite_blocks_no_other_project(tmp_path: Path) -> None
             assert [d["outcome"] for d in reply[0].json()["data"]] == ["queued", "queued"]
             wait_until(lambda: accepted(http, live, slow_ds) == 2, 90, f"ingestion\n{live.worker_log()}")
 
+            # A client that goes away mid-body: the whole file it sent before stays, and is ingested.
+            third, fourth = (to_bytes(radiograph(patient=p, size=224)) for p in (3, 4))
+            body = form([("c.dcm", third), ("d.dcm", fourth)])
+            with pytest.raises(Dropped):
+                http.post(f"/v1/datasets/{slow_ds}/files", content=then_drop(body[: len(third) + 70_000]),
+                          headers={**live.auth, "content-type": FORM})  # fmt: skip
+            wait_until(lambda: accepted(http, live, slow_ds) == 3, 90, f"the kept file\n{live.worker_log()}")
+            assert received(http, live, slow_ds) == 3
+
+
+class Dropped(Exception):
+    """The client gives up mid-body."""
+
+
+def then_drop(head: bytes) -> Iterator[bytes]:
+    yield head
+    time.sleep(1.0)  # the server parses and commits what it has
+    raise Dropped
+
 
 def received(http: httpx.Client, live: Live, ds_id: str) -> int:
     return int(http.get(f"/v1/datasets/{ds_id}", headers=live.auth).json()["counts"]["received"])
