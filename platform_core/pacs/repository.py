@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -36,11 +36,19 @@ def node_named(session: Session, project_id: str, name: str) -> PacsNode | None:
     return session.scalar(select(PacsNode).where(PacsNode.project_id == project_id, PacsNode.name == name))
 
 
-def list_nodes(session: Session, project_id: str, limit: int, after: str | None) -> Sequence[PacsNode]:
-    q = select(PacsNode).where(PacsNode.project_id == project_id)
+Row = TypeVar("Row", PacsNode, PacsImport, DicomAssociation)
+
+
+def _page(session: Session, model: type[Row], where: Any, limit: int, after: str | None) -> Sequence[Row]:
+    """Newest first, `limit` rows after the cursor (ids are time-ordered)."""
+    q = select(model).where(where)
     if after:
-        q = q.where(PacsNode.id < after)
-    return session.scalars(q.order_by(PacsNode.id.desc()).limit(limit)).all()
+        q = q.where(model.id < after)
+    return session.scalars(q.order_by(model.id.desc()).limit(limit)).all()
+
+
+def list_nodes(session: Session, project_id: str, limit: int, after: str | None) -> Sequence[PacsNode]:
+    return _page(session, PacsNode, PacsNode.project_id == project_id, limit, after)
 
 
 def get_import(session: Session, project_id: str, import_id: str) -> PacsImport | None:
@@ -50,10 +58,7 @@ def get_import(session: Session, project_id: str, import_id: str) -> PacsImport 
 
 
 def list_imports(session: Session, dataset_id: str, limit: int, after: str | None) -> Sequence[PacsImport]:
-    q = select(PacsImport).where(PacsImport.dataset_id == dataset_id)
-    if after:
-        q = q.where(PacsImport.id < after)
-    return session.scalars(q.order_by(PacsImport.id.desc()).limit(limit)).all()
+    return _page(session, PacsImport, PacsImport.dataset_id == dataset_id, limit, after)
 
 
 def import_studies(session: Session, import_id: str) -> Sequence[PacsImportStudy]:
@@ -159,7 +164,4 @@ def end_association(session: Session, association_id: str, status: str) -> None:
 def list_associations(
     session: Session, dataset_id: str, limit: int, after: str | None
 ) -> Sequence[DicomAssociation]:
-    q = select(DicomAssociation).where(DicomAssociation.dataset_id == dataset_id)
-    if after:
-        q = q.where(DicomAssociation.id < after)
-    return session.scalars(q.order_by(DicomAssociation.id.desc()).limit(limit)).all()
+    return _page(session, DicomAssociation, DicomAssociation.dataset_id == dataset_id, limit, after)
