@@ -210,16 +210,22 @@ register(BackboneEntry(
     "0.5 and std 1/2048 (the same numbers) into a first convolution whose weights are split over them",
     group=RADIOGRAPHY,
 ))  # fmt: skip
-register(BackboneEntry(
-    # EVA-X's own eva_x_small_patch16 is timm's Eva with these arguments; its MIM checkpoint is in EVA's
-    # layout, which timm's checkpoint filter for Eva converts (mask token and MIM head dropped)
-    "eva_x_small_patch16", "eva02_small_patch14_224", 224, EVA_X_MEAN, EVA_X_STD, VIT_TARGETS, "head", "vit",
-    "MapleF/eva_x", "EVA-X-S: EVA-02 ViT-S/16 pretrained with MIM on chest X-rays (HUST-VL)",
-    {"patch_size": 16, "ref_feat_shape": (14, 14)}, weights_file="eva_x_small_patch16_merged520k_mim.pt",
-    license="MIT",
-    pretraining="about 520k unlabelled chest X-rays merged from public sets (MIM, MGCA-ViT-B/16 tokenizer)",
-    input_convention="grey repeated to RGB at 224 px, mean 0.4919, std 0.2851", group=RADIOGRAPHY,
-))  # fmt: skip
+# EVA-X's own eva_x_{tiny,small,base}_patch16 are timm's Eva with EVA-02's arguments at patch 16 (rotary
+# reference grid 14 x 14); the MIM checkpoints are in EVA's layout, which timm's Eva filter converts.
+EVA_X_QKV = ("attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.proj")
+EVA_X_DATA = "about 520k unlabelled chest X-rays merged from public sets (MIM, MGCA-ViT-B/16 tokenizer)"
+for size, letter, arch, targets in (
+    ("tiny", "Ti", "eva02_tiny_patch14_224", VIT_TARGETS),
+    ("small", "S", "eva02_small_patch14_224", VIT_TARGETS),
+    ("base", "B", "eva02_base_patch14_224", EVA_X_QKV),
+):
+    register(BackboneEntry(
+        f"eva_x_{size}_patch16", arch, 224, EVA_X_MEAN, EVA_X_STD, targets, "head", "vit", "MapleF/eva_x",
+        f"EVA-X-{letter}: EVA-02 ViT-{letter}/16 pretrained with MIM on chest X-rays (HUST-VL)",
+        {"patch_size": 16, "ref_feat_shape": (14, 14)},
+        weights_file=f"eva_x_{size}_patch16_merged520k_mim.pt", license="MIT", pretraining=EVA_X_DATA,
+        input_convention="grey repeated to RGB at 224 px, mean 0.4919, std 0.2851", group=RADIOGRAPHY,
+    ))  # fmt: skip
 register(BackboneEntry(
     "medsiglip_448", "vit_so400m_patch14_siglip_224", 448, HALF, HALF, VIT_TARGETS, "head", "vit",
     "google/medsiglip-448",

@@ -11,10 +11,11 @@ REQUIRED = [
     "vit_base_patch16_224", "vit_small_patch16_224", "eva02_base_patch14_224", "vit_small_patch14_dinov2",
     "densenet121", "resnet50", "convnext_tiny", "test_vit", "test_resnet",
     "eva02_base_patch14_448.mim_in22k_ft_in22k_in1k", "rad_dino", "biomedclip_vit_base_patch16_224",
-    "xrv_densenet121_res224_all", "medsiglip_448", "eva_x_small_patch16",
+    "xrv_densenet121_res224_all", "medsiglip_448", "eva_x_tiny_patch16", "eva_x_small_patch16",
+    "eva_x_base_patch16",
 ]  # fmt: skip
 RADIOGRAPHY = ["rad_dino", "biomedclip_vit_base_patch16_224", "xrv_densenet121_res224_all", "medsiglip_448",
-               "eva_x_small_patch16"]  # fmt: skip
+               "eva_x_tiny_patch16", "eva_x_small_patch16", "eva_x_base_patch16"]  # fmt: skip
 
 
 def test_required_entries_are_registered() -> None:

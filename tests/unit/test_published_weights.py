@@ -180,22 +180,29 @@ def test_torchxrayvision_densenet121_is_the_released_configuration() -> None:
     assert converted == _timm_shapes("xrv_densenet121_res224_all")
 
 
-def test_eva_x_small_is_eva_x_s_own_eva_configuration() -> None:
+@pytest.mark.parametrize(
+    ("size", "dims"),
+    [
+        ("tiny", {"embed_dim": 192, "num_heads": 3}),
+        ("small", {"embed_dim": 384, "num_heads": 6}),
+        ("base", {"embed_dim": 768, "num_heads": 12, "qkv_fused": False, "scale_mlp": True}),
+    ],
+)
+def test_eva_x_is_eva_x_own_eva_configuration(size: str, dims: dict[str, object]) -> None:
     from timm.models.eva import Eva
 
-    # hustvl/EVA-X eva_x.py, eva_x_small_patch16: timm's Eva with these arguments
+    # hustvl/EVA-X eva_x.py, eva_x_{size}_patch16: timm's Eva with these arguments
     with torch.device("meta"):
         eva_x = Eva(
             img_size=224,
             patch_size=16,
-            embed_dim=384,
             depth=12,
-            num_heads=6,
             mlp_ratio=4 * 2 / 3,
             swiglu_mlp=True,
             use_rot_pos_emb=True,
             ref_feat_shape=(14, 14),
             num_classes=2,
-        )
+            **dims,
+        )  # type: ignore[arg-type]
     shapes = {k: tuple(v.shape) for k, v in eva_x.state_dict().items() if not k.startswith("head.")}
-    assert shapes == _timm_shapes("eva_x_small_patch16")
+    assert shapes == _timm_shapes(f"eva_x_{size}_patch16")
