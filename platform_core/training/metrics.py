@@ -120,14 +120,10 @@ def bootstrap_ci(
         for j, name in enumerate(label_names):
             out = values[name]
             yt, yp = y_true[idx, j], y_prob[idx, j]
-            pred = yp >= thresholds[j]
-            tp = (pred & (yt == 1)).sum(axis=1)
-            fp = (pred & (yt == 0)).sum(axis=1)
-            fn = (~pred & (yt == 1)).sum(axis=1)
-            tn = n - tp - fp - fn
-            out["sensitivity"][rows] = _ratio(tp, tp + fn)
-            out["specificity"][rows] = _ratio(tn, tn + fp)
-            f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+            tp, fp, fn, tn = resampled_counts(yt, yp, thresholds[j])
+            out["sensitivity"][rows] = ratio(tp, tp + fn)
+            out["specificity"][rows] = ratio(tn, tn + fp)
+            f1 = ratio(2 * tp, 2 * tp + fp + fn)
             out["f1"][rows] = np.where(np.isnan(f1), 0.0, f1)  # zero_division=0.0, as label_metrics
             out["accuracy"][rows] = (tp + tn) / n
             # The inputs were checked once above; skipping scikit-learn's per-call checks halves its cost.
@@ -153,7 +149,19 @@ def bootstrap_ci(
     }
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+def resampled_counts(
+    yt: np.ndarray, yp: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(tp, fp, fn, tn) per row of resampled labels `yt` and probabilities `yp` (resamples x cases)."""
+    pred = yp >= threshold
+    tp = (pred & (yt == 1)).sum(axis=1)
+    fp = (pred & (yt == 0)).sum(axis=1)
+    fn = (~pred & (yt == 1)).sum(axis=1)
+    return tp, fp, fn, yt.shape[1] - tp - fp - fn
+
+
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den elementwise, NaN where den is 0."""
     out: np.ndarray = np.divide(num, den, out=np.full(num.shape, np.nan), where=den > 0)
     return out
 

@@ -1,0 +1,1 @@
+"""Clinical evaluation: calibration, operating points, subgroups and paired comparisons of model versions."""
