@@ -355,6 +355,15 @@ def test_a_study_sent_to_a_models_ae_comes_back_as_an_sr(stack: Stack) -> None:
         io.BytesIO(wait_for(lambda: _in_orthanc(stack, study_uid, "OT"), 30, 0.5, "the heatmap"))
     )
     assert heatmap.SamplesPerPixel == 3 and heatmap.pixel_array.ndim == 3  # the Grad-CAM overlay, in colour
+    # A viewer's query finds the answer's series in the study (dcmtk's findscu against Orthanc).
+    keys = ["-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={study_uid}", "-k", "Modality"]
+    peer = ["-aet", "MEDTUNE", "-aec", stack.orthanc.ae_title, "127.0.0.1", str(stack.orthanc.dicom_port)]
+    found = _dcmtk("findscu", "-S", *keys, *peer)
+    assert (
+        found.returncode == 0
+        and "[SR]" in found.stderr + found.stdout
+        and "[OT]" in found.stderr + found.stdout
+    )
     from_sr = sr.read_probabilities(report)
     rest = stack.client.post(f"/v1/models/{name}/predict", content=data,
                              headers={**stack.headers, "Content-Type": "application/dicom"})  # fmt: skip
