@@ -148,7 +148,7 @@ def _ingest(base: Base) -> None:
         assert r.status_code == 200, r.text
         sessions = make_sessionmaker(make_engine(base.pg_url))
         store = open_store(settings.object_store_url or "", settings)
-        pixel_messages = [m for m in sent if m.name == TASK]
+        pixel_messages = [m for m in sent if m.name == TASK.name]
         assert pixel_messages and all(m.queue == "ingest" for m in pixel_messages)
         secret = settings.resolved_secret()
         for m in pixel_messages:
