@@ -321,9 +321,8 @@ def process_images(
     jobs = pending_pixels(session, image_ids)
     done = {r.image_id: r for r in build_caches(store, jobs.values(), secret=secret)}
     statuses = record_pixels(session, done.values())
-    for result in done.values():
-        if result.delete_key:
-            store.delete(result.delete_key)
+    for key in leftovers(session, done.values(), statuses):
+        store.delete(key)
     return [statuses.get(i, jobs[i].status if i in jobs else None) for i in image_ids]
 
 
@@ -389,6 +388,22 @@ def record_pixels(session: Session, results: Iterable[PixelResult]) -> dict[str,
             statuses[r.image_id] = r.status
     session.flush()
     return statuses
+
+
+def leftovers(session: Session, results: Iterable[PixelResult], statuses: dict[str, str]) -> list[str]:
+    """Objects to remove once the outcomes are recorded: a rejected image's file, and what was built for
+    an image erased meanwhile (its row is gone, so nothing else would ever remove its cache)."""
+    results = list(results)
+    unrecorded = [r.image_id for r in results if r.image_id not in statuses]
+    present = repository.images_by_id(session, unrecorded) if unrecorded else {}
+    keys: list[str] = []
+    for r in results:
+        erased = r.image_id not in statuses and r.image_id not in present
+        if r.delete_key and (r.image_id in statuses or erased):
+            keys.append(r.delete_key)
+        if r.cache_key and erased:
+            keys.append(r.cache_key)
+    return keys
 
 
 def _pixels(store: ObjectStore, puts: Puts, job: PixelJob, secret: str, caps: Caps) -> PixelResult:

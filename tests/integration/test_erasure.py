@@ -460,3 +460,44 @@ def test_erasure_on_sqlite_the_embedded_database(sqlite_url: str, tmp_path: Path
             if table.name not in RECORD_TABLES:
                 text = " ".join(repr(tuple(r)) for r in s.execute(select(table)))
                 assert not [i for i in images if i in text], table.name
+
+
+def test_an_image_erased_while_its_pixels_are_built_leaves_no_cache(sqlite_url: str, tmp_path: Path) -> None:
+    """The worker builds the cache, the erasure commits, then the worker records: its cache goes too."""
+    from platform_core.auth import service as auth
+    from platform_core.datasets import ingest
+    from platform_core.datasets import service as datasets
+    from platform_core.datasets.schemas import DatasetCreate, DatasetOptions
+    from platform_core.erasure.service import Eraser
+    from platform_core.storage import open_store
+
+    settings = Settings(data_dir=tmp_path / "data", database_url=sqlite_url, broker_url="memory://",
+                        result_backend="cache+memory://", object_store_url=f"file://{tmp_path / 'objects'}",
+                        deid_secret="erasure-race-" + secrets.token_hex(16))  # fmt: skip
+    store, secret = open_store(settings.object_store_url or "", settings), settings.resolved_secret()
+    sessions = make_sessionmaker(make_engine(sqlite_url))
+    pixels = _pixels(1, np.random.default_rng(1))
+    with sessions() as s:
+        project = auth.create_project(s, f"erase-race-{secrets.token_hex(4)}")
+        dataset = datasets.create_dataset(s, project.id, DatasetCreate(
+            name="race", task="binary", labels=["finding"],
+            options=DatasetOptions(min_image_size=32, cache_size=64, burned_in_text="off")))  # fmt: skip
+        upload = datasets.Upload("a.dcm", io.BytesIO(to_bytes(radiograph(patient=7, study=1, pixels=pixels))))
+        (out,) = datasets.ingest_uploads(s, store, settings, secret, dataset, [upload])
+        s.commit()
+        assert out.image_id is not None
+        jobs = ingest.pending_pixels(s, [out.image_id])
+    results = ingest.build_caches(store, jobs.values(), secret=secret)
+    (built,) = results
+    assert built.cache_key is not None and store.exists(built.cache_key)
+    with sessions() as s:
+        Eraser(s, store, settings.mlflow_tracking_uri, project.id).erase_image(dataset.id, out.image_id)
+        s.commit()
+    with sessions() as s:
+        statuses = ingest.record_pixels(s, results)
+        leftovers = ingest.leftovers(s, results, statuses)
+        s.commit()
+    assert statuses == {} and leftovers == [built.cache_key]
+    for key in leftovers:
+        store.delete(key)
+    assert list(store.list(f"datasets/{dataset.id}/")) == []

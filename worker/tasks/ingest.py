@@ -62,9 +62,9 @@ def process_image(*image_ids: str) -> list[str | None]:
     with unit_of_work(ctx.sessions) as session:
         statuses = ingest.record_pixels(session, results)
         attempts.clear(session, _keys(pending))
-    for result in results:
-        if result.delete_key and result.image_id in statuses:
-            ctx.store.delete(result.delete_key)
+        leftovers = ingest.leftovers(session, results, statuses)
+    for key in leftovers:
+        ctx.store.delete(key)
     return [statuses.get(i, jobs[i].status if i in jobs else None) for i in image_ids]
 
 
