@@ -243,6 +243,103 @@ class Job(Resource):
     def done(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
+    @property
+    def calibration(self) -> Calibration | None:
+        """ECE, Brier and reliability bins on test, per label (a succeeded job's result)."""
+        found = (self.result or {}).get("calibration")
+        return Calibration.model_validate(found) if found else None
+
+    @property
+    def operating_points(self) -> OperatingPoints | None:
+        """Thresholds chosen on validation (Youden, target sensitivity/specificity) and test results."""
+        found = (self.result or {}).get("operating_points")
+        return OperatingPoints.model_validate(found) if found else None
+
+    @property
+    def subgroups(self) -> Subgroups | None:
+        """Test metrics per subgroup (sex, age band, view position, modality) with CIs and flags."""
+        found = (self.result or {}).get("subgroups")
+        return Subgroups.model_validate(found) if found else None
+
+
+# --- clinical evaluation (a job's result; GET /v1/models/{name}/compare) ------------------------
+
+
+class ReliabilityBin(Resource):
+    bin: list[float]
+    count: int
+    mean_predicted: float
+    observed: float
+
+
+class LabelCalibration(Resource):
+    ece: float
+    brier: float
+    reliability: list[ReliabilityBin] = Field(default_factory=list)
+    temperature: float | None = None  # fitted on validation
+    ece_scaled: float | None = None
+    brier_scaled: float | None = None
+
+
+class Calibration(Resource):
+    n_bins: int
+    per_label: dict[str, LabelCalibration]
+    macro: dict[str, float] = Field(default_factory=dict)
+
+
+class OperatingPoint(Resource):
+    name: str  # youden | sensitivity_0.90 | specificity_0.95 | ...
+    method: str
+    target: float | None = None
+    threshold: float
+    validation: dict[str, float | None]
+    test: dict[str, float | None]
+    test_ci95: dict[str, list[float] | None]
+
+
+class OperatingPoints(Resource):
+    targets: list[float] = Field(default_factory=list)
+    per_label: dict[str, list[OperatingPoint]]
+
+
+class Subgroup(Resource):
+    value: str
+    n: int
+    n_positive: dict[str, int] = Field(default_factory=dict)
+    macro: dict[str, float | None] = Field(default_factory=dict)
+    per_label: dict[str, dict[str, float | None]] = Field(default_factory=dict)
+    ci95: dict[str, Any] = Field(default_factory=dict)
+    below_overall: list[str] = Field(default_factory=list)  # "macro" and labels whose AUROC CI is below
+
+
+class SubgroupFlag(Resource):
+    attribute: str
+    value: str
+    labels: list[str]
+
+
+class Subgroups(Resource):
+    attributes: dict[str, list[Subgroup]] = Field(default_factory=dict)
+    flagged: list[SubgroupFlag] = Field(default_factory=list)
+    n_resamples: int | None = None
+
+
+class LabelComparison(Resource):
+    n: int
+    n_positive: int
+    delong: dict[str, Any] | None = None  # auroc_a, auroc_b, difference (b - a), se, ci95, z, p_value
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    mcnemar: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelComparison(Resource):
+    model: str
+    a: dict[str, Any]
+    b: dict[str, Any]
+    split_id: str | None = None
+    n_test: int
+    per_label: dict[str, LabelComparison]
+
 
 class JobEvent(Resource):
     id: str | None = None

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     inference_bf16: bool = False
     batch_window_ms: float = 5.0
     max_batch_size: int = 32
+    # The alias gate (platform_core.evaluation.compare): set, a version takes an alias only if its test
+    # AUROC is shown non-inferior to the holder's by DeLong's test (lower 95% CI bound of the difference
+    # above -margin, per label); unset, the gate compares point AUROCs.
+    alias_noninferiority_margin: float | None = Field(default=None, ge=0, le=1)
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:

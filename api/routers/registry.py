@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from api.routers import base_models, datasets, dicomweb, erasures, jobs, keys, models, pacs, projects, splits
+from api.routers import (
+    base_models,
+    compare,
+    datasets,
+    dicomweb,
+    erasures,
+    jobs,
+    keys,
+    models,
+    pacs,
+    projects,
+    splits,
+)
 
 ROUTERS = [
     projects.router,
@@ -12,6 +24,7 @@ ROUTERS = [
     dicomweb.router,
     jobs.router,
     base_models.router,
+    compare.router,  # before models: /models/{name}/compare
     models.router,
     erasures.router,
     pacs.router,

@@ -10,7 +10,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medtune.models import BatchPrediction, Dataset, Job, ModelVersion, PredictResult, RegisteredModel, Split
+from medtune.models import (
+    BatchPrediction,
+    Dataset,
+    Job,
+    ModelComparison,
+    ModelVersion,
+    PredictResult,
+    RegisteredModel,
+    Split,
+)
 from medtune.pagination import AsyncPage, Page
 from medtune.resources._base import AsyncResource, SyncResource, id_of, seg
 from medtune.resources._files import PathLike, content_type
@@ -104,6 +113,12 @@ class Models(SyncResource):
     def version(self, name: str, version: int) -> ModelVersion:
         return self._client.get(f"{MODELS}/{seg(name)}/versions/{int(version)}", ModelVersion)
 
+    def compare(self, name: str, a: int, b: int) -> ModelComparison:
+        """Version b against version a on their shared test split: DeLong (AUROC difference b - a, 95% CI,
+        p-value) and McNemar at each version's threshold, per label."""
+        params = {"a": int(a), "b": int(b)}
+        return self._client.get(f"{MODELS}/{seg(name)}/compare", ModelComparison, params=params)
+
     def set_alias(self, name: str, alias: str, version: int, *, force: bool = False) -> RegisteredModel:
         """Point `alias` (e.g. "champion") at a version; moving it to a version with a lower test
         AUROC than the current holder's needs `force=True`."""
@@ -167,6 +182,10 @@ class AsyncModels(AsyncResource):
 
     async def version(self, name: str, version: int) -> ModelVersion:
         return await self._client.get(f"{MODELS}/{seg(name)}/versions/{int(version)}", ModelVersion)
+
+    async def compare(self, name: str, a: int, b: int) -> ModelComparison:
+        params = {"a": int(a), "b": int(b)}
+        return await self._client.get(f"{MODELS}/{seg(name)}/compare", ModelComparison, params=params)
 
     async def set_alias(self, name: str, alias: str, version: int, *, force: bool = False) -> RegisteredModel:
         body = {"version": int(version), "force": force}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,10 @@ class Evaluation:
     metrics: dict[str, Any]  # metrics.compute() at the thresholds
     ci95: dict[str, Any]  # metrics.bootstrap_ci()
     confusion: dict[str, dict[str, int]]
+    # platform_core.evaluation: calibration on test, validation-chosen operating points, subgroups.
+    calibration: dict[str, Any] = field(default_factory=dict)
+    operating_points: dict[str, Any] = field(default_factory=dict)
+    subgroups: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -34,6 +38,9 @@ class Evaluation:
             "per_label": self.metrics["per_label"],
             "ci95": self.ci95,
             "confusion": self.confusion,
+            "calibration": self.calibration,
+            "operating_points": self.operating_points,
+            "subgroups": self.subgroups,
         }
 
 
@@ -45,19 +52,47 @@ def evaluate(
     label_names: Sequence[str],
     seed: int = 0,
     n_resamples: int = 1000,
+    attributes: dict[str, list[str]] | None = None,
 ) -> Evaluation:
+    """`attributes`: per test image, the subgroup values (platform_core.evaluation.subgroups.attributes)."""
+    from platform_core.evaluation import calibration, operating_points, subgroups
+
     names = list(label_names)
     y_val, p_val = y_val.reshape(len(y_val), -1), p_val.reshape(len(p_val), -1)
     y_test, p_test = y_test.reshape(len(y_test), -1), p_test.reshape(len(p_test), -1)
     thresholds = [M.youden_threshold(y_val[:, j], p_val[:, j]) for j in range(len(names))]
+    metrics = M.compute(y_test, p_test, names, thresholds)
     return Evaluation(
         label_names=names,
         n_test=len(y_test),
         thresholds=dict(zip(names, thresholds, strict=True)),
-        metrics=M.compute(y_test, p_test, names, thresholds),
+        metrics=metrics,
         ci95=M.bootstrap_ci(y_test, p_test, names, thresholds, n_resamples=n_resamples, seed=seed),
         confusion={n: M.confusion(y_test[:, j], p_test[:, j], thresholds[j]) for j, n in enumerate(names)},
+        calibration=calibration.calibrate(y_val, p_val, y_test, p_test, names),
+        operating_points=operating_points.operating_points(
+            y_val, p_val, y_test, p_test, names, n_resamples=n_resamples, seed=seed
+        ),
+        subgroups=subgroups.subgroups(
+            y_test, p_test, names, thresholds, attributes or {}, metrics, seed=seed
+        ),
     )
+
+
+def predictions_json(
+    image_ids: Sequence[str], y_test: np.ndarray, p_test: np.ndarray, evaluation: Evaluation
+) -> bytes:
+    """The test split's per-image labels and probabilities (platform ids only), for paired comparisons
+    of model versions (platform_core.evaluation.compare)."""
+    y, p = y_test.reshape(len(y_test), -1), p_test.reshape(len(p_test), -1)
+    doc = {
+        "labels": evaluation.label_names,
+        "image_ids": list(image_ids),
+        "y": y.astype(int).tolist(),
+        "p": p.astype(float).tolist(),
+        "thresholds": evaluation.thresholds,
+    }
+    return json.dumps(doc).encode()
 
 
 def curves_png(y_true: np.ndarray, y_prob: np.ndarray, label_names: Sequence[str], kind: str) -> bytes:
@@ -139,6 +174,9 @@ def model_card(info: dict[str, Any], evaluation: Evaluation) -> str:
             ci = cis.get(m)
             ci_text = f"{_fmt(ci[0])} - {_fmt(ci[1])}" if ci else "n/a"
             lines.append(f"| {label} | {m} | {_fmt(values.get(m))} | {ci_text} |")
+    from platform_core.evaluation import card
+
+    lines += card.sections(evaluation.to_json())
     lines += [
         "",
         "## Intended use and limits",

@@ -1,0 +1,201 @@
+"""Clinical evaluation of real jobs: calibration, operating points and subgroups in a job's result, its
+model card and the SDK types; champion/challenger comparison (DeLong, McNemar) over REST and the
+non-inferiority alias gate.
+
+A live stack: the API in-process, one real Celery worker process (ingest, train, infer) on the embedded
+filesystem broker, PostgreSQL, a file object store. The radiographs carry two view positions and two
+sexes (the dataset retains patient characteristics), so both subgroup tables exist."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from platform_core.config import Settings
+from platform_core.evaluation import paired
+from platform_core.storage import ObjectStore, open_store
+from tests.labelled import TINY, call, upload, wait_job, wait_ready
+from tests.services import WorkerProcess
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+PATIENTS = 32
+MARGIN = 0.05
+
+
+@dataclass
+class Stack:
+    client: Any
+    headers: dict[str, str]
+    store: ObjectStore
+    worker: WorkerProcess
+    jobs: list[dict[str, Any]]
+
+
+def _files(folder: Path) -> tuple[list[Path], bytes]:
+    from tests.fixtures_dicom import PLANTED, radiograph, to_bytes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, rows = [], ["AccessionNumber,finding"]
+    for p in range(1, PATIENTS + 1):
+        ds = radiograph(patient=p, study=1, instance=1, size=64, seed=p)
+        ds.ViewPosition = "PA" if (p // 2) % 2 else "AP"
+        ds.PatientSex = "M" if (p // 4) % 2 else "F"
+        ds.PatientAge = f"0{30 + p:02d}Y"
+        path = folder / f"patient{p}.dcm"
+        path.write_bytes(to_bytes(ds))
+        paths.append(path)
+        rows.append(f"{PLANTED['accession']}{p}1,{p % 2}")
+    return paths, ("\n".join(rows) + "\n").encode()
+
+
+def _dataset(client: Any, headers: dict[str, str], folder: Path) -> tuple[str, str]:
+    options = {"min_image_size": 64, "cache_size": 64, "retain_patient_characteristics": True}
+    body = {"name": folder.name, "task": "binary", "labels": ["finding"], "options": options}
+    dataset_id = str(call(client, "POST", "/v1/datasets", headers, json=body)["id"])
+    paths, labels = _files(folder)
+    upload(client, headers, dataset_id, paths)
+    call(client, "POST", f"/v1/datasets/{dataset_id}/labels", headers,
+         files={"file": ("labels.csv", labels, "text/csv")})  # fmt: skip
+    assert wait_ready(client, headers, dataset_id)["counts"]["accepted"] == PATIENTS
+    body = {"seed": 3, "fractions": {"train": 0.5, "val": 0.25, "test": 0.25}}
+    split = call(client, "POST", f"/v1/datasets/{dataset_id}/splits", headers, json=body)
+    return dataset_id, str(split["id"])
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Stack]:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from tests.live import make_key
+
+    tmp = tmp_path_factory.mktemp("clinical")
+    env = {
+        "MEDTUNE_DATA_DIR": str(tmp / "data"),
+        "MEDTUNE_DATABASE_URL": pg_url,
+        "MEDTUNE_OBJECT_STORE_URL": f"file://{tmp / 'objects'}",
+        "MEDTUNE_BROKER_URL": "filesystem://",
+        "MEDTUNE_RESULT_BACKEND": f"db+sqlite:///{tmp / 'results.sqlite'}",
+        "MEDTUNE_DEID_SECRET": "clinical-" + secrets.token_hex(16),
+        "HF_HUB_OFFLINE": "1",
+    }
+    settings = Settings(
+        data_dir=tmp / "data", database_url=pg_url, object_store_url=env["MEDTUNE_OBJECT_STORE_URL"],
+        broker_url="filesystem://", result_backend=env["MEDTUNE_RESULT_BACKEND"],
+        deid_secret=env["MEDTUNE_DEID_SECRET"], alias_noninferiority_margin=MARGIN,
+    )  # fmt: skip
+    _project, key = make_key(settings, f"clinical-{secrets.token_hex(3)}")
+    worker = WorkerProcess(env, tmp / "worker.log").start()
+    try:
+        with TestClient(create_app(settings)) as client:
+            headers = {"Authorization": f"Bearer {key}"}
+            dataset_id, split_id = _dataset(client, headers, tmp / "cxr")
+            jobs = []
+            for seed in (1, 2):
+                method = {"type": "lora", "lora": {"r": 4, "alpha": 8}}
+                body = {"dataset_id": dataset_id, "split_id": split_id, "base_model": "test_resnet",
+                        "weights": "random", "seed": seed, "method": method,
+                        "hyperparameters": dict(TINY)}  # fmt: skip
+                jobs.append(call(client, "POST", "/v1/fine-tuning/jobs", headers, json=body))
+            done = [wait_job(client, headers, j["id"], timeout=300, log=worker.log.read_text) for j in jobs]
+            assert [j["status"] for j in done] == ["succeeded", "succeeded"], done
+            yield Stack(client, headers, open_store(env["MEDTUNE_OBJECT_STORE_URL"]), worker, done)
+    finally:
+        worker.stop()
+
+
+def test_job_result_card_and_sdk_carry_calibration_operating_points_and_subgroups(stack: Stack) -> None:
+    from medtune.models import Job
+
+    result = stack.jobs[0]["result"]
+    n_test = result["n_test"]
+    cal = result["calibration"]["per_label"]["finding"]
+    assert 0.0 <= cal["ece"] <= 1.0 and 0.0 <= cal["brier"] <= 1.0
+    assert sum(b["count"] for b in cal["reliability"]) == n_test
+    points = {p["name"]: p for p in result["operating_points"]["per_label"]["finding"]}
+    assert "youden" in points and points["youden"]["threshold"] == result["thresholds"]["finding"]
+    groups = result["subgroups"]["attributes"]
+    assert {"view_position", "sex", "age_band"} <= set(groups), groups.keys()
+    assert {g["value"] for g in groups["view_position"]} == {"AP", "PA"}
+    assert {g["value"] for g in groups["sex"]} == {"F", "M"}
+    for rows in groups.values():
+        assert sum(g["n"] for g in rows) == n_test
+
+    card = stack.store.get_bytes(result["artifacts"]["model_card.md"]).decode()
+    for heading in ("## Calibration on test", "## Operating points", "## Subgroups"):
+        assert heading in card
+    assert "| view_position | AP |" in card
+
+    job = Job.model_validate(stack.jobs[0])
+    assert job.calibration is not None and job.calibration.per_label["finding"].ece == cal["ece"]
+    assert job.operating_points is not None and job.operating_points.per_label["finding"][0].name == "youden"
+    assert job.subgroups is not None and sum(g.n for g in job.subgroups.attributes["sex"]) == n_test
+
+    stored = json.loads(stack.store.get_bytes(result["artifacts"]["test_predictions.json"]))
+    assert len(stored["image_ids"]) == len(stored["p"]) == n_test
+    assert set(stored) == {"labels", "image_ids", "y", "p", "thresholds"}  # platform ids and numbers only
+
+
+def _promote(stack: Stack, job: dict[str, Any]) -> int:
+    body = {"job_id": job["id"], "name": "cxr-cmp"}
+    return int(call(stack.client, "POST", "/v1/models", stack.headers, json=body)["version"])
+
+
+def _alias(stack: Stack, version: int) -> Any:
+    return stack.client.put(
+        "/v1/models/cxr-cmp/aliases/champion", headers=stack.headers, json={"version": version}
+    )
+
+
+def test_compare_versions_and_the_noninferiority_gate(stack: Stack) -> None:
+    v1, v2, v3 = (
+        _promote(stack, stack.jobs[0]),
+        _promote(stack, stack.jobs[1]),
+        _promote(stack, stack.jobs[0]),
+    )
+
+    r = stack.client.get(f"/v1/models/cxr-cmp/compare?a={v1}&b={v2}", headers=stack.headers)
+    assert r.status_code == 200, r.text
+    got = r.json()["per_label"]["finding"]
+    docs = [
+        json.loads(stack.store.get_bytes(j["result"]["artifacts"]["test_predictions.json"]))
+        for j in stack.jobs
+    ]
+    y, pa, pb = np.asarray(docs[0]["y"])[:, 0], np.asarray(docs[0]["p"])[:, 0], np.asarray(docs[1]["p"])[:, 0]
+    assert docs[0]["image_ids"] == docs[1]["image_ids"]  # one test split
+    want = paired.delong_test(y, pa, pb)
+    assert got["delong"]["difference"] == pytest.approx(want.difference)
+    assert got["delong"]["ci95"] == pytest.approx(list(want.ci95))
+    assert got["mcnemar"]["a_right_b_wrong"] + got["mcnemar"]["a_wrong_b_right"] <= got["n"]
+
+    same = stack.client.get(f"/v1/models/cxr-cmp/compare?a={v1}&b={v3}", headers=stack.headers).json()
+    assert same["per_label"]["finding"]["delong"]["difference"] == 0.0
+    assert same["per_label"]["finding"]["delong"]["p_value"] == 1.0
+
+    assert _alias(stack, v1).status_code == 200
+    assert _alias(stack, v3).status_code == 200  # the same predictions: non-inferior at any margin
+
+    # The stored test predictions are set so that the holder (v3, job 1) separates the classes and the
+    # challenger (v2, job 2) inverts every call: the gate runs DeLong on what the store holds and refuses.
+    keys = [j["result"]["artifacts"]["test_predictions.json"] for j in stack.jobs]
+    good = 0.25 + 0.5 * np.asarray(docs[0]["y"]) + 0.01 * np.linspace(0, 1, len(y))[:, None]
+    stack.store.put_bytes(keys[0], json.dumps({**docs[0], "p": good.tolist()}).encode())
+    stack.store.put_bytes(keys[1], json.dumps({**docs[1], "p": (1.0 - good).tolist()}).encode())
+    r = _alias(stack, v2)
+    assert r.status_code == 409, r.text
+    message = r.json()["error"]["message"]
+    assert "DeLong 95% CI" in message and "margin is 0.050" in message, message
+    r = stack.client.put("/v1/models/cxr-cmp/aliases/champion", headers=stack.headers,
+                         json={"version": v2, "force": True})  # fmt: skip
+    assert r.status_code == 200, r.text
+
+    r = stack.client.get("/v1/models/cxr-cmp/compare?a=1&b=99", headers=stack.headers)
+    assert r.status_code == 404
