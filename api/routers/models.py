@@ -16,6 +16,7 @@ from api.limits import LimitsDep
 from api.pagination import Page
 from api.predict_bodies import PREDICT_REQUEST_BODY, decode_bodies, media_type
 from api.state import AppState
+from platform_core.artifacts import ModelManifest
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
 from platform_core.errors import Gone, Invalid
@@ -64,11 +65,11 @@ def _model_out(session: Session, model: RegisteredModel) -> ModelOut:
     )
 
 
-def _warm(state: AppState, manifest: dict[str, Any]) -> None:
+def _warm(state: AppState, manifest: ModelManifest) -> None:
     try:
         serving.warm(state.settings, state.store, manifest)
     except Exception as exc:  # the first prediction will load it (and say why if it cannot)
-        log.warning("warm-up of %s:%s failed: %s", manifest.get("model"), manifest.get("version"), exc)
+        log.warning("warm-up of %s failed: %s", manifest.ref, exc)
 
 
 @router.post("", status_code=201, dependencies=[JsonOnly])
@@ -81,7 +82,7 @@ def promote(
     )
     audit("model.version.create", "model_version", version.id)
     model = service.get_model(session, principal.project_id, body.name)
-    background.add_task(_warm, state, version.manifest)
+    background.add_task(_warm, state, version.model_manifest)
     return _version_out(session, model, version)
 
 
@@ -191,14 +192,14 @@ async def predict(
     return PredictOut.model_validate({"model": model, "version": number, "predictions": predictions})
 
 
-def _serving_version(state: AppState, project_id: str, ref: str) -> tuple[str, int, dict[str, Any]]:
+def _serving_version(state: AppState, project_id: str, ref: str) -> tuple[str, int, ModelManifest]:
     with state.sessions_for("GET")() as session:
         model, version = service.resolve(session, project_id, ref)
-        return model.name, version.number, version.manifest
+        return model.name, version.number, version.model_manifest
 
 
 def _predict(
-    state: AppState, content_type: str, raw: bytes, manifest: dict[str, Any], explain: bool
+    state: AppState, content_type: str, raw: bytes, manifest: ModelManifest, explain: bool
 ) -> list[dict[str, Any]]:
     bodies = decode_bodies(content_type, raw, state.settings.max_predict_instances)
     return serving.predict(state.settings, state.store, manifest, bodies, explain)
@@ -223,7 +224,7 @@ def _batch_out(session: Session, batch_id: str, project_id: str) -> BatchOut:
     v = session.get(ModelVersion, b.version_id)
     assert v is not None
     return BatchOut(
-        id=b.id, model=v.manifest["model"], version=v.number, dataset_id=b.dataset_id, split_id=b.split_id,
+        id=b.id, model=v.model_manifest.model, version=v.number, dataset_id=b.dataset_id, split_id=b.split_id,
         split=b.split, status=b.status, count=b.count, metrics=b.metrics, output_key=b.output_key,
         error=b.error,
         created_at=b.created_at, finished_at=b.finished_at,

@@ -71,7 +71,7 @@ def run(sessions: sessionmaker[Session], store: ObjectStore, settings: Settings,
         version = s.get(ModelVersion, batch.version_id)
         split = s.get(Split, batch.split_id)
         assert version is not None and split is not None
-        manifest = dict(version.manifest)
+        manifest = version.model_manifest
         rows = split_rows(s, split, batch.split)
     try:
         preds = serving.predict_cached(settings, store, manifest, [k for _, k, _ in rows])
@@ -79,7 +79,7 @@ def run(sessions: sessionmaker[Session], store: ObjectStore, settings: Settings,
         with unit_of_work(sessions) as s:
             fail(s, batch_id, f"{type(exc).__name__}: {exc}")
         return "failed"
-    labels = list(manifest["labels"])
+    labels = list(manifest.adapter.labels)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["image_id", *(f"p_{n}" for n in labels), *(f"predicted_{n}" for n in labels)])
@@ -93,7 +93,7 @@ def run(sessions: sessionmaker[Session], store: ObjectStore, settings: Settings,
     if known:
         y = np.asarray([[rows[j][2][n] for n in labels] for j in known], dtype=np.float32)
         prob = np.asarray([[preds[j]["probabilities"][n] for n in labels] for j in known], dtype=np.float64)
-        thresholds = [float(manifest["thresholds"].get(n, 0.5)) for n in labels]
+        thresholds = [manifest.adapter.threshold(n) for n in labels]
         metrics = {"n": len(known), **M.compute(y, prob, labels, thresholds)}
     with unit_of_work(sessions) as s:
         done = s.get(BatchPrediction, batch_id)

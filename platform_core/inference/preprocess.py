@@ -9,7 +9,7 @@ Nothing here writes or logs the bytes it is given.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,7 +27,7 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """The pixel pipeline settings a model version was trained with (recorded in its manifest)."""
+    """The pixel pipeline settings a model version was trained with (its JSON: platform_core.artifacts)."""
 
     cache_size: int
     image_size: int
@@ -36,31 +36,6 @@ class Preprocessing:
     min_image_size: int = 128
     modalities: tuple[str, ...] = ("CR", "DX")
     burned_in_annotation: str = "reject"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cache_size": self.cache_size,
-            "image_size": self.image_size,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "min_image_size": self.min_image_size,
-            "modalities": list(self.modalities),
-            "burned_in_annotation": self.burned_in_annotation,
-            "pixel_pipeline": "dicom.pixels.decode|decode_image -> to_cache -> data.resize_uint16 -> /65535 "
-            "-> Normalize(mean, std)",
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
-        return cls(
-            cache_size=int(d["cache_size"]),
-            image_size=int(d["image_size"]),
-            mean=(float(d["mean"][0]), float(d["mean"][1]), float(d["mean"][2])),
-            std=(float(d["std"][0]), float(d["std"][1]), float(d["std"][2])),
-            min_image_size=int(d.get("min_image_size", 128)),
-            modalities=tuple(d.get("modalities", ("CR", "DX"))),
-            burned_in_annotation=str(d.get("burned_in_annotation", "reject")),
-        )
 
     @property
     def filters(self) -> Filters:

@@ -1,4 +1,4 @@
-"""The facade the API and the worker call: manifest + bytes in, predictions out.
+"""The facade the API and the worker call: a ModelManifest + bytes in, predictions out.
 
 Importing this module imports no torch (the API process loads it at start); torch, timm and peft
 load on the first prediction or warm-up, inside the functions.
@@ -10,19 +10,16 @@ import hashlib
 import sys
 from typing import TYPE_CHECKING, Any
 
+from platform_core.artifacts import ADAPTER_FILE, ModelManifest
 from platform_core.config import Settings
 from platform_core.dicom.read import Caps
 from platform_core.errors import Conflict
-from platform_core.inference.preprocess import Preprocessing
 from platform_core.storage import ObjectStore
 
 if TYPE_CHECKING:
     import numpy as np
 
     from platform_core.inference.loader import AdapterSource, Engine
-
-ADAPTER_FILE = "adapter_model.safetensors"
-
 
 def engine(settings: Settings) -> Engine:
     from platform_core.inference.loader import get_engine
@@ -35,70 +32,53 @@ def engine(settings: Settings) -> Engine:
     )
 
 
-def base_sha(manifest: dict[str, Any]) -> str:
-    base = manifest["base"]
-    if base.get("weights_sha256"):
-        return str(base["weights_sha256"])
-    if base["weights"] == "random":
-        return f"random-seed-{base['seed']}"
-    return f"pretrained-{base['arch']}"
-
-
-def source_for(manifest: dict[str, Any], store: ObjectStore) -> AdapterSource:
+def source_for(manifest: ModelManifest, store: ObjectStore) -> AdapterSource:
     import torch
 
     from platform_core.inference.loader import AdapterSource, BaseKey, LoraSpec
     from platform_core.training import catalog
 
-    base = manifest["base"]
-    entry = catalog.get(base["backbone"])
-    prep = Preprocessing.from_dict(manifest["preprocessing"])
-    labels = tuple(manifest["labels"])
-    method = manifest["method"]
-    lora = None
-    if method.get("type") == "lora":
-        targets = manifest["lora_targets"]
-        lora = LoraSpec(
-            int(method["lora"]["r"]) if "lora" in method else int(method["r"]),
-            int(method["lora"]["alpha"]) if "lora" in method else int(method["alpha"]),
-            targets if isinstance(targets, str) else tuple(targets),
-        )
-    prefix = manifest["adapter"]["prefix"]
-    expected = manifest["adapter"]["files"][ADAPTER_FILE]
+    adapter = manifest.adapter
+    base = adapter.base
+    entry = catalog.get(base.backbone)
+    image_size = adapter.preprocessing.image_size
+    method = adapter.method
+    lora = LoraSpec(method.r, method.alpha, adapter.lora_targets) if method.type == "lora" else None
 
     def load_state() -> dict[str, torch.Tensor]:
         from safetensors.torch import load
 
-        data = store.get_bytes(f"{prefix}/{ADAPTER_FILE}")
-        if hashlib.sha256(data).hexdigest() != expected:
-            raise Conflict(
-                f"the adapter of {manifest['model']}:{manifest['version']} changed since promotion"
-            )
+        data = store.get_bytes(f"{manifest.prefix}/{ADAPTER_FILE}")
+        if hashlib.sha256(data).hexdigest() != adapter.adapter_sha256:
+            raise Conflict(f"the adapter of {manifest.ref} changed since promotion")
         state: dict[str, torch.Tensor] = load(data)
         return state
 
     def load_base() -> dict[str, torch.Tensor] | None:
         from platform_core.training import weights as W
 
-        if base["weights"].startswith("bm_"):
-            return W.load_registered(store, base["object_key"], base["weights_sha256"], base["format"])
-        if base["weights"] == "random":
+        if base.registered:
+            assert base.object_key is not None and base.weights_sha256 is not None and base.format is not None
+            return W.load_registered(store, base.object_key, base.weights_sha256, base.format)
+        if base.weights == W.RANDOM:
             from platform_core.training.models import create_backbone
 
             # Training seeds torch with the job's seed right before it builds the backbone: do the same.
+            if base.seed is None:
+                raise Conflict(f"{manifest.ref} was trained on random weights but records no seed")
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(base["seed"]))
+                torch.manual_seed(base.seed)
                 model = create_backbone(
-                    entry, len(labels), prep.image_size, W.ResolvedWeights(W.RANDOM, W.RANDOM, None)
+                    entry, len(adapter.labels), image_size, W.ResolvedWeights(W.RANDOM, W.RANDOM, None)
                 )
             head = entry.classifier + "."
             return {k: v for k, v in model.state_dict().items() if not k.startswith(head)}
         return None
 
     return AdapterSource(
-        name=str(manifest["id"]),
-        base=BaseKey(entry.name, base_sha(manifest), prep.image_size),
-        labels=labels,
+        name=manifest.id,
+        base=BaseKey(entry.name, base.identity(), image_size),
+        labels=adapter.labels,
         lora=lora,
         load_state=load_state,
         load_base=load_base,
@@ -121,7 +101,7 @@ def loaded(version_id: str) -> bool:
     return running is not None and bool(running.loaded(version_id))
 
 
-def warm(settings: Settings, store: ObjectStore, manifest: dict[str, Any]) -> None:
+def warm(settings: Settings, store: ObjectStore, manifest: ModelManifest) -> None:
     engine(settings).load(source_for(manifest, store))
 
 
@@ -131,9 +111,9 @@ def evict(version_id: str) -> None:
         running.evict(version_id)
 
 
-def _prediction(manifest: dict[str, Any], probs: np.ndarray) -> dict[str, Any]:
-    labels = list(manifest["labels"])
-    thresholds = {label: float(manifest["thresholds"].get(label, 0.5)) for label in labels}
+def _prediction(manifest: ModelManifest, probs: np.ndarray) -> dict[str, Any]:
+    labels = manifest.adapter.labels
+    thresholds = {label: manifest.adapter.threshold(label) for label in labels}
     probabilities = {label: float(p) for label, p in zip(labels, probs.tolist(), strict=True)}
     return {
         "probabilities": probabilities,
@@ -145,7 +125,7 @@ def _prediction(manifest: dict[str, Any], probs: np.ndarray) -> dict[str, Any]:
 def predict(
     settings: Settings,
     store: ObjectStore,
-    manifest: dict[str, Any],
+    manifest: ModelManifest,
     bodies: list[bytes],
     explain: bool = False,
 ) -> list[dict[str, Any]]:
@@ -154,7 +134,7 @@ def predict(
 
     from platform_core.inference.preprocess import preprocess
 
-    prep = Preprocessing.from_dict(manifest["preprocessing"])
+    prep = manifest.adapter.preprocessing
     caps = Caps.of(settings)
     inputs = [preprocess(body, prep, caps) for body in bodies]  # every input is checked before model work
     eng = engine(settings)
@@ -172,13 +152,13 @@ def predict(
 
 
 def predict_cached(
-    settings: Settings, store: ObjectStore, manifest: dict[str, Any], cache_keys: list[str]
+    settings: Settings, store: ObjectStore, manifest: ModelManifest, cache_keys: list[str]
 ) -> list[dict[str, Any]]:
     """Predictions for images already in the pixel cache (batch jobs on ingested datasets)."""
     from platform_core.dicom import cache
     from platform_core.inference.preprocess import to_input
 
-    prep = Preprocessing.from_dict(manifest["preprocessing"])
+    prep = manifest.adapter.preprocessing
     eng = engine(settings)
     source = source_for(manifest, store)
     out: list[dict[str, Any]] = []

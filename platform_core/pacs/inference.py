@@ -14,7 +14,6 @@ import base64
 import io
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from pydicom import dcmread
 from pynetdicom import AE
@@ -25,6 +24,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from platform_core.artifacts import ModelManifest
 from platform_core.auth.models import AuditEvent
 from platform_core.config import Settings
 from platform_core.dicom.deid import key_hmac
@@ -32,7 +32,6 @@ from platform_core.dicom.read import Caps, Rejected, parse
 from platform_core.ids import new_id
 from platform_core.pacs import sr
 from platform_core.pacs.models import PacsNode
-from platform_core.artifacts import ModelManifest
 from platform_core.registry.models import ModelVersion, RegisteredModel
 from platform_core.storage import ObjectStore
 

@@ -9,13 +9,13 @@ serves with the default thresholds and its manifest says so (`thresholds_source:
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from platform_core.artifacts import ModelManifest, store_manifest
 from platform_core.config import Settings
 from platform_core.db.session import unit_of_work
 from platform_core.registry.models import ModelVersion
@@ -36,7 +36,7 @@ def run(sessions: sessionmaker[Session], store: ObjectStore, settings: Settings,
         version = s.get(ModelVersion, version_id)
         if version is None or version.status != "evaluating":
             return version.status if version else "missing"
-        manifest = dict(version.manifest)
+        manifest = version.model_manifest
         job = s.get(Job, version.job_id)
         split = s.get(Split, job.split_id) if job and job.split_id else None
         seed = int(job.seed) if job else 0
@@ -64,20 +64,10 @@ def record(
         version = s.get(ModelVersion, version_id, with_for_update=True)
         if version is None or version.status != "evaluating":
             return version.status if version else "missing"
-        manifest = dict(version.manifest)
-        manifest["thresholds_source"] = evaluation.pop("thresholds_source")
-        if "thresholds" in evaluation:
-            manifest["thresholds"] = evaluation.pop("thresholds")
-        if "test_metrics" in evaluation:
-            manifest["test_metrics"] = evaluation.pop("test_metrics")
-        manifest["evaluation"] = evaluation
-        store.put_bytes(
-            f"{version.prefix}/manifest.json",
-            json.dumps(manifest, indent=2, sort_keys=True).encode(),
-            "application/json",
-        )
-        version.manifest = manifest
-        macro = (manifest.get("test_metrics") or {}).get("macro") or {}
+        manifest = version.model_manifest.evaluated(evaluation)
+        store_manifest(store, manifest)
+        version.manifest = manifest.to_json()
+        macro = (manifest.test_metrics or {}).get("macro") or {}
         version.test_auroc = macro.get("auroc")
         version.status = "ready"
     return "ready"
@@ -86,7 +76,7 @@ def record(
 def _evaluate(
     settings: Settings,
     store: ObjectStore,
-    manifest: dict[str, Any],
+    manifest: ModelManifest,
     parts: dict[str, list[tuple[str, str, dict[str, Any]]]],
     seed: int,
 ) -> dict[str, Any]:
@@ -94,7 +84,7 @@ def _evaluate(
     from platform_core.inference.batch import labelled
     from platform_core.training import evaluation
 
-    labels = list(manifest["labels"])
+    labels = list(manifest.adapter.labels)
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for part, rows in parts.items():
         known = [rows[j] for j in labelled(rows, labels)]

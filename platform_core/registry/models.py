@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
+from platform_core.artifacts import ModelManifest
 from platform_core.db.base import Base, TimestampMixin
 
 
@@ -43,6 +44,11 @@ class ModelVersion(TimestampMixin, Base):
     # The called AE title a PACS sends studies to for this version's predictions, as a DICOM SR
     # (platform_core.pacs.inference); unique per deployment, with the datasets' titles.
     dicom_ae_title: Mapped[str | None] = mapped_column(String(16), unique=True, default=None)
+
+    @property
+    def model_manifest(self) -> ModelManifest:
+        """The stored manifest (`manifest`), whatever format it was stored in."""
+        return ModelManifest.from_stored(self.manifest)
 
 
 class ModelAlias(TimestampMixin, Base):

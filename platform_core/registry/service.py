@@ -4,7 +4,6 @@ aliases with an AUROC gate; archive. Services flush, the caller commits."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -16,19 +15,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from platform_core import tasks
+from platform_core.artifacts import ADAPTER_FILE, CHECKPOINT_FILE, ModelManifest, store_manifest
 from platform_core.db import outbox
 from platform_core.errors import Conflict, Gone, Invalid, NotFound
 from platform_core.ids import new_id
-from platform_core.inference.preprocess import Preprocessing
 from platform_core.registry.models import BatchPrediction, ModelAlias, ModelVersion, RegisteredModel
 from platform_core.registry.schemas import AliasSet, BatchCreate, ModelCreate
 from platform_core.storage import ObjectStore
-from platform_core.training import catalog
 
 log = logging.getLogger("medtune.registry")
 
-FORMAT = "medtune-model/1"
-ADAPTER_FILE = "adapter_model.safetensors"
 DEFAULT_ALIAS = "champion"
 REF = re.compile(
     r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_\-]{0,99})(?::(?P<number>\d+)|@(?P<alias>[a-z][a-z0-9_\-]*))?$"
@@ -43,9 +39,8 @@ EVALUATE_TASK = tasks.EVALUATE_VERSION
 def promote(
     session: Session, store: ObjectStore, project_id: str, body: ModelCreate, tracking_uri: str | None = None
 ) -> ModelVersion:
-    from platform_core.datasets.models import Dataset
-    from platform_core.datasets.schemas import DatasetOptions
     from platform_core.splits.models import Split
+    from platform_core.training.jobs import adapter
     from platform_core.training.jobs import repository as jobs
 
     job = jobs.get_job(session, body.job_id, project_id)
@@ -53,12 +48,10 @@ def promote(
         raise Conflict(f"job {job.id} has not succeeded; only a finished job can be promoted", param="job_id")
     if job.data_erased:
         raise Conflict(f"job {job.id} trained on images erased since; it cannot be promoted", param="job_id")
-    method = dict(job.method)
-    if method.get("type") == "full":
+    if adapter.method_of(job).type == "full":
         raise Invalid(
             "a fully fine-tuned model has no shared base to serve from; train with LoRA", param="job_id"
         )
-    entry = catalog.get(job.base_model)
     result = dict(job.result or {})
     best_epoch = int((job.best or {}).get("epoch") or result.get("best_epoch") or 0)
     if body.checkpoint == "best" or body.checkpoint == best_epoch:
@@ -75,40 +68,14 @@ def promote(
         if ckpt is None:
             raise NotFound(f"job {job.id} has no checkpoint for epoch {body.checkpoint}", param="checkpoint")
         epoch = ckpt.epoch
-        data = store.get_bytes(f"{ckpt.object_prefix}/adapter.safetensors")
+        data = store.get_bytes(f"{ckpt.object_prefix}/{CHECKPOINT_FILE}")
         if hashlib.sha256(data).hexdigest() != ckpt.sha256:
             raise Conflict(f"the checkpoint of epoch {epoch} no longer matches its recorded sha256")
         # Training evaluated its best epoch only: the infer worker evaluates this one (EVALUATE_TASK).
         thresholds, test_metrics = {}, None
-    labels = list(job.labels)
-    thresholds = {label: float(thresholds.get(label, 0.5)) for label in labels}
-    adapter_sha = hashlib.sha256(data).hexdigest()
-
-    dataset = session.get(Dataset, job.dataset_id)
-    opts = DatasetOptions.model_validate(dataset.options if dataset else {})
+    config = adapter.describe(session, job, job.labels, epoch=epoch, thresholds=thresholds,
+                              adapter_sha256=hashlib.sha256(data).hexdigest())  # fmt: skip
     split = session.get(Split, job.split_id) if job.split_id else None
-    resolved = dict(job.resolved or {})
-    prep = Preprocessing(
-        cache_size=opts.cache_size,
-        image_size=int(resolved.get("image_size") or entry.input_size),
-        mean=entry.mean,
-        std=entry.std,
-        min_image_size=opts.min_image_size,
-        modalities=tuple(opts.modalities),
-        burned_in_annotation=opts.burned_in_annotation,
-    )
-    base: dict[str, Any] = {
-        "backbone": entry.name,
-        "arch": entry.arch,
-        "family": entry.family,
-        "weights": job.weights,
-        "weights_sha256": job.weights_sha256,
-    }
-    if job.weights.startswith("bm_"):
-        registered = jobs.get_base_model(session, job.weights, project_id)
-        base.update(object_key=registered.object_key, format=registered.format)
-    elif job.weights == "random":
-        base["seed"] = int(job.seed)  # training seeds torch with it right before building the backbone
 
     model = _get_or_create_model(session, project_id, body.name)
     model.latest_number += 1
@@ -116,35 +83,23 @@ def promote(
     version_id = new_id("mv")
     prefix = f"models/{project_id}/{model.id}/{number}"
     macro = (test_metrics or {}).get("macro") or {}
-    manifest: dict[str, Any] = {
-        "format": FORMAT,
-        "id": version_id,
-        "model": body.name,
-        "version": number,
-        "base": base,
-        "method": method,
-        "lora_targets": entry.lora_targets,
-        "classifier": entry.classifier,
-        "adapter": {"files": {ADAPTER_FILE: adapter_sha}, "prefix": prefix},
-        "labels": labels,
-        "task": "binary" if len(labels) == 1 else "multilabel",
-        "preprocessing": prep.to_dict(),
-        "thresholds": thresholds,
-        # "validation": Youden's J on the validation split; "pending": being evaluated (the version does
-        # not serve yet); "default": 0.5, when the epoch could not be evaluated (see "evaluation").
-        "thresholds_source": "validation" if epoch == best_epoch else "pending",
-        "test_metrics": test_metrics,
-        "job_id": job.id,
-        "epoch": epoch,
-        "checkpoint_metric": job.checkpoint_metric,
-        "split": {"id": job.split_id, "sha256": split.sha256 if split else None},
-        "dataset": {"id": job.dataset_id, "version_id": job.dataset_version_id},
-        "mlflow_run_id": job.mlflow_run_id,
-    }
-    store.put_bytes(f"{prefix}/{ADAPTER_FILE}", data)
-    store.put_bytes(
-        f"{prefix}/manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode(), "application/json"
+    manifest = ModelManifest(
+        adapter=config,
+        id=version_id,
+        model=body.name,
+        version=number,
+        prefix=prefix,
+        thresholds_source="validation" if epoch == best_epoch else "pending",
+        test_metrics=test_metrics,
+        checkpoint_metric=job.checkpoint_metric,
+        split_id=job.split_id,
+        split_sha256=split.sha256 if split else None,
+        dataset_id=job.dataset_id,
+        dataset_version_id=job.dataset_version_id,
+        mlflow_run_id=job.mlflow_run_id,
     )
+    store.put_bytes(f"{prefix}/{ADAPTER_FILE}", data)
+    store_manifest(store, manifest)
     version = ModelVersion(
         id=version_id,
         project_id=project_id,
@@ -153,9 +108,9 @@ def promote(
         job_id=job.id,
         epoch=epoch,
         status="ready" if epoch == best_epoch else "evaluating",
-        manifest=manifest,
+        manifest=manifest.to_json(),
         prefix=prefix,
-        adapter_sha256=adapter_sha,
+        adapter_sha256=config.adapter_sha256,
         test_auroc=macro.get("auroc"),
         data_erased=job.data_erased,
     )

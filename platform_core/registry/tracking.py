@@ -38,7 +38,7 @@ def register_version(
                 "medtune.version_id": version.id,
                 "medtune.version": str(version.number),
                 "medtune.adapter_sha256": version.adapter_sha256,
-                "medtune.base_model": str(version.manifest["base"]["backbone"]),
+                "medtune.base_model": version.model_manifest.adapter.base.backbone,
                 "medtune.test_auroc": "" if version.test_auroc is None else f"{version.test_auroc:.6f}",
             },
             description=f"medtune {name}:{version.number} (job {version.job_id}, epoch {version.epoch})",

@@ -16,10 +16,12 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from platform_core.artifacts import CHECKPOINT_FILE
+
 if TYPE_CHECKING:
     from platform_core.storage import ObjectStore
 
-WEIGHTS = "adapter.safetensors"
+WEIGHTS = CHECKPOINT_FILE
 STATE = "state.pt"
 
 

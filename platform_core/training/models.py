@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
 
@@ -16,7 +15,7 @@ import timm
 import torch
 from torch import nn
 
-from platform_core.errors import Invalid
+from platform_core.artifacts import Method
 from platform_core.training.catalog import BackboneEntry
 from platform_core.training.weights import (
     PRETRAINED,
@@ -29,22 +28,8 @@ from platform_core.training.weights import (
 
 log = logging.getLogger("medtune.training")
 
-METHODS = ("lora", "full", "linear_probe")
-
-
-@dataclass(frozen=True)
-class MethodConfig:
-    type: str = "lora"
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.type not in METHODS:
-            raise Invalid(f"method.type must be one of {', '.join(METHODS)}", param="method.type")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+# How the backbone is adapted: the artifacts' Method, so what trains is what the adapter config says.
+MethodConfig = Method
 
 
 def _create(entry: BackboneEntry, num_labels: int, image_size: int, pretrained: bool) -> nn.Module:

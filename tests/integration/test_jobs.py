@@ -6,6 +6,7 @@ on tiny models."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
+from platform_core.artifacts import AdapterConfig
 from platform_core.config import Settings
 from platform_core.db.outbox import TaskMessage
 from platform_core.db.session import make_engine, make_sessionmaker, unit_of_work
@@ -329,7 +331,9 @@ def test_job_succeeds_learns_and_logs_each_epoch_to_mlflow(fs: Stack) -> None:
         body = "".join(r.iter_text())
     assert "event: metrics" in body and 'event: end\ndata: {"status": "succeeded"}' in body
     adapter = fs.base.tmp / "objects" / "jobs" / job["id"] / "adapter" / "adapter_config.json"
-    assert '"base_model": "test_vit"' in adapter.read_text()
+    config = AdapterConfig.from_json(json.loads(adapter.read_text()))
+    assert config.base.backbone == "test_vit" and config.job_id == job["id"]
+    assert config.epoch == done["best"]["epoch"] and set(config.thresholds) == set(config.labels)
 
 
 def test_weights_unavailable_fail_in_validation_with_how_to_register(fs: Stack) -> None:

@@ -180,13 +180,49 @@ def test_predict_from_dicom_png_base64_and_multipart(env: Env) -> None:
     )
 
 
+def _as_first_stored(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A manifest as the first releases stored it: a flat method, no thresholds_source, and
+    preprocessing without the header filters added since (their defaults are this dataset's)."""
+    old = json.loads(json.dumps(manifest))
+    lora = old["method"].pop("lora")
+    old["method"].update(r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"])
+    del old["thresholds_source"]
+    for key in ("modalities", "burned_in_annotation"):
+        del old["preprocessing"][key]
+    return old
+
+
+def test_a_version_stored_in_the_old_manifest_format_still_serves(env: Env) -> None:
+    from platform_core.inference import serving
+    from platform_core.registry.models import ModelVersion
+
+    v = _promote(env, "cxr-old")
+    dicom = next(iter(env.files.values()))
+    dicom_headers = {**env.headers, "Content-Type": "application/dicom"}
+    new = env.client.post("/v1/models/cxr-old/predict", headers=dicom_headers, content=dicom).json()
+    with env.sessions() as s:
+        version = s.get(ModelVersion, v["id"])
+        assert version is not None
+        version.manifest = _as_first_stored(v["manifest"])
+        s.commit()
+    serving.evict(v["id"])  # loaded again, from the old manifest
+    r = env.client.post("/v1/models/cxr-old/predict", headers=dicom_headers, content=dicom)
+    assert r.status_code == 200, r.text
+    old = r.json()["predictions"][0]
+    assert old["probabilities"]["finding"] == pytest.approx(new["predictions"][0]["probabilities"]["finding"])
+    assert old["thresholds"] == new["predictions"][0]["thresholds"]
+    stored = env.client.get("/v1/models/cxr-old/versions/1", headers=env.headers).json()["manifest"]
+    assert stored["method"]["r"] == 4  # the API answers the manifest as it is stored
+
+
 def test_the_serving_tensor_equals_the_training_tensor(env: Env) -> None:
+    from platform_core.artifacts import ModelManifest
     from platform_core.datasets.models import Image
-    from platform_core.inference.preprocess import Preprocessing, preprocess
+    from platform_core.inference.preprocess import preprocess
     from platform_core.training.data import CacheDataset, Normalize, Sample, load_pixels
 
     v = _promote(env, "cxr-c")
-    prep = Preprocessing.from_dict(v["manifest"]["preprocessing"])
+    prep = ModelManifest.from_json(v["manifest"]).adapter.preprocessing
     for image_id, dicom in list(env.files.items())[:5]:
         with env.sessions() as s:
             image = s.get(Image, image_id)

@@ -9,7 +9,6 @@ checkpoint on the same split.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from sqlalchemy.orm import Session, sessionmaker
 
+from platform_core.artifacts import ADAPTER_CONFIG_FILE, ADAPTER_FILE, adapter_config_bytes
 from platform_core.db.outbox import Dispatch
 from platform_core.db.session import unit_of_work
 from platform_core.errors import PlatformError
@@ -38,8 +38,8 @@ from platform_core.training.data import (
     make_loader,
     positive_weights,
 )
+from platform_core.training.jobs import adapter, service
 from platform_core.training.jobs import repository as repo
-from platform_core.training.jobs import service
 from platform_core.training.jobs.models import Job, JobCheckpoint
 from platform_core.training.loop import EpochResult, LoopConfig, Trainer
 from platform_core.training.models import MethodConfig, build_model, load_trainable_state, trainable_state
@@ -166,19 +166,16 @@ class _Run:
             verified, labels = service.training_rows(s, job)
             samples = self._samples(s, verified, labels)
             registered = (
-                repo.get_base_model(s, job.weights, job.project_id) if job.weights.startswith("bm_") else None
+                repo.get_base_model(s, job.weights, job.project_id)
+                if job.weights.startswith(W.BASE_MODEL_PREFIX)
+                else None
             )
             last = repo.last_checkpoint(s, job.id)
             last_ref = (last.object_prefix, last.sha256, last.epoch) if last else None
             s.expunge(job)
         entry = catalog.get(job.base_model)
         hp = dict(job.resolved or {})
-        method = MethodConfig(
-            job.method["type"],
-            int(job.method["lora"]["r"]),
-            int(job.method["lora"]["alpha"]),
-            float(job.method["lora"]["dropout"]),
-        )
+        method = adapter.method_of(job)
         size = int(hp["image_size"])
 
         torch.manual_seed(job.seed)
@@ -358,37 +355,14 @@ class _Run:
         adapter_bytes = checkpoints.weights_bytes(state, {"base_model": entry.name, "method": method.type})
         adapter_sha = hashlib.sha256(adapter_bytes).hexdigest()
         prefix = f"jobs/{job.id}/adapter"
-        config = {
-            "format": "medtune-adapter/1",
-            "base_model": entry.name,
-            "arch": entry.arch,
-            "weights": job.weights,
-            "weights_sha256": job.weights_sha256,
-            "method": method.to_dict(),
-            "lora_targets": entry.lora_targets,
-            "classifier": entry.classifier,
-            "labels": labels,
-            "num_labels": len(labels),
-            "task": "binary" if len(labels) == 1 else "multilabel",
-            "preprocessing": {
-                "image_size": int(hp["image_size"]),
-                "mean": list(entry.mean),
-                "std": list(entry.std),
-                "channels": 3,
-                "input": "pixel cache uint16 / 65535, grey repeated to RGB",
-                "resize": "bilinear antialiased to image_size x image_size",
-            },
-            "thresholds": ev.thresholds,
-            "adapter_sha256": adapter_sha,
-            "job_id": job.id,
-            "best_epoch": best_ref[2],
-        }
-        self.store.put_bytes(f"{prefix}/adapter_model.safetensors", adapter_bytes)
-        self.store.put_bytes(f"{prefix}/adapter_config.json", json.dumps(config, indent=2).encode())
-
         with self.sessions() as s:
             j = repo.get_job(s, self.job_id)
             split_sha, split_seed = service._split_sha(j), service._split_seed(j)
+            config = adapter.describe(s, j, labels, epoch=best_ref[2], thresholds=ev.thresholds,
+                                      adapter_sha256=adapter_sha)  # fmt: skip
+        config_bytes = adapter_config_bytes(config)
+        self.store.put_bytes(f"{prefix}/{ADAPTER_FILE}", adapter_bytes)
+        self.store.put_bytes(f"{prefix}/{ADAPTER_CONFIG_FILE}", config_bytes)
         card_info = {
             "name": f"{entry.name}-{job.suffix or job.id}",
             "dataset_id": job.dataset_id,
@@ -402,7 +376,7 @@ class _Run:
             "arch": entry.arch,
             "weights": job.weights,
             "weights_sha256": job.weights_sha256,
-            "method": method.to_dict(),
+            "method": config.method.to_json(),
             "hyperparameters": hp,
             "best_epoch": best_ref[2],
             "checkpoint_metric": job.checkpoint_metric,
@@ -416,12 +390,12 @@ class _Run:
             "model_card.md": evaluation.model_card(card_info, ev).encode(),
             "roc.png": evaluation.curves_png(y_test, p_test, labels, "roc"),
             "pr.png": evaluation.curves_png(y_test, p_test, labels, "pr"),
-            "adapter/adapter_config.json": json.dumps(config, indent=2).encode(),
+            f"adapter/{ADAPTER_CONFIG_FILE}": config_bytes,
         }
         for name, data in artifacts.items():
             self.store.put_bytes(f"jobs/{job.id}/artifacts/{name}", data)
             self.tracker.log_artifact(name, data)
-        self.tracker.log_artifact("adapter/adapter_model.safetensors", adapter_bytes)
+        self.tracker.log_artifact(f"adapter/{ADAPTER_FILE}", adapter_bytes)
         test_flat = {f"test_{m}": v for m, v in ev.metrics["macro"].items() if v is not None}
         self.tracker.log_metrics(test_flat, step=best_ref[2])
 

@@ -1,0 +1,348 @@
+"""The artifact contract: what a training run leaves (`AdapterConfig`) and what a model version serves
+from (`ModelManifest`), their file names and format versions. Only this module builds or parses their
+JSON: `from_json` fails on a missing key and warns on an unknown one (peft's PeftConfigMixin
+discipline); `ModelManifest.from_stored` reads every manifest stored so far, older shapes included."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from platform_core.errors import Invalid
+from platform_core.inference.preprocess import Preprocessing
+from platform_core.storage import ObjectStore
+from platform_core.training.weights import BASE_MODEL_PREFIX, RANDOM
+
+log = logging.getLogger("medtune.artifacts")
+
+ADAPTER_FILE = "adapter_model.safetensors"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+CHECKPOINT_FILE = "adapter.safetensors"  # each epoch's trainable weights (training.checkpoints)
+MANIFEST_FILE = "manifest.json"
+ADAPTER_FORMAT = "medtune-adapter/2"  # 1: flat method, base fields at the top, partial preprocessing
+MODEL_FORMAT = "medtune-model/1"
+DEFAULT_THRESHOLD = 0.5
+PIXEL_PIPELINE = (
+    "dicom.pixels.decode|decode_image -> to_cache -> data.resize_uint16 -> /65535 -> Normalize(mean, std)"
+)
+METHODS = ("lora", "full", "linear_probe")
+
+
+class ArtifactError(ValueError):
+    """A stored artifact lacks what its format requires."""
+
+
+def _keys(
+    d: Mapping[str, Any], where: str, required: set[str], optional: frozenset[str] = frozenset()
+) -> None:
+    missing = required - set(d)
+    if missing:
+        raise ArtifactError(f"{where} lacks {', '.join(sorted(missing))}")
+    unknown = set(d) - required - optional
+    if unknown:
+        log.warning("%s: ignoring unknown keys %s", where, ", ".join(sorted(unknown)))
+
+
+# --- parts ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Method:
+    """How the backbone was adapted; LoRA's rank, alpha and dropout (kept for every type)."""
+
+    type: str = "lora"
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.type not in METHODS:
+            raise Invalid(f"method.type must be one of {', '.join(METHODS)}", param="method.type")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "lora": {"r": self.r, "alpha": self.alpha, "dropout": self.dropout}}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Method:
+        _keys(d, "method", {"type", "lora"})
+        lora = d["lora"]
+        _keys(lora, "method.lora", {"r", "alpha", "dropout"})
+        return cls(str(d["type"]), int(lora["r"]), int(lora["alpha"]), float(lora["dropout"]))
+
+
+@dataclass(frozen=True)
+class BaseWeights:
+    """The backbone an adapter sits on: catalog entry, and which weights (pretrained, random, `bm_...`)."""
+
+    backbone: str
+    arch: str
+    family: str
+    weights: str
+    weights_sha256: str | None
+    object_key: str | None = None  # registered weights
+    format: str | None = None
+    seed: int | None = None  # random weights: training seeds torch with it right before building
+
+    @property
+    def registered(self) -> bool:
+        return self.weights.startswith(BASE_MODEL_PREFIX)
+
+    def identity(self) -> str:
+        """What tells two bases apart in the serving engine's cache."""
+        if self.weights_sha256:
+            return self.weights_sha256
+        if self.weights == RANDOM:
+            return f"random-seed-{self.seed}"
+        return f"pretrained-{self.arch}"
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"backbone": self.backbone, "arch": self.arch, "family": self.family,
+                             "weights": self.weights, "weights_sha256": self.weights_sha256}  # fmt: skip
+        if self.registered:
+            d.update(object_key=self.object_key, format=self.format)
+        elif self.weights == RANDOM:
+            d["seed"] = self.seed
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> BaseWeights:
+        _keys(d, "base", {"backbone", "arch", "family", "weights", "weights_sha256"},
+              frozenset({"object_key", "format", "seed"}))  # fmt: skip
+        seed = d.get("seed")
+        return cls(str(d["backbone"]), str(d["arch"]), str(d["family"]), str(d["weights"]),
+                   d["weights_sha256"], d.get("object_key"), d.get("format"),
+                   None if seed is None else int(seed))  # fmt: skip
+
+
+def preprocessing_to_json(p: Preprocessing) -> dict[str, Any]:
+    return {
+        "cache_size": p.cache_size,
+        "image_size": p.image_size,
+        "mean": list(p.mean),
+        "std": list(p.std),
+        "min_image_size": p.min_image_size,
+        "modalities": list(p.modalities),
+        "burned_in_annotation": p.burned_in_annotation,
+        "pixel_pipeline": PIXEL_PIPELINE,
+    }
+
+
+def preprocessing_from_json(d: Mapping[str, Any]) -> Preprocessing:
+    _keys(d, "preprocessing", {"cache_size", "image_size", "mean", "std", "min_image_size", "modalities",
+                               "burned_in_annotation"}, frozenset({"pixel_pipeline"}))  # fmt: skip
+    return Preprocessing(
+        cache_size=int(d["cache_size"]),
+        image_size=int(d["image_size"]),
+        mean=(float(d["mean"][0]), float(d["mean"][1]), float(d["mean"][2])),
+        std=(float(d["std"][0]), float(d["std"][1]), float(d["std"][2])),
+        min_image_size=int(d["min_image_size"]),
+        modalities=tuple(d["modalities"]),
+        burned_in_annotation=str(d["burned_in_annotation"]),
+    )
+
+
+def _targets(value: Any) -> tuple[str, ...] | str:
+    return value if isinstance(value, str) else tuple(value)
+
+
+def _task(labels: tuple[str, ...]) -> str:
+    return "binary" if len(labels) == 1 else "multilabel"
+
+
+# --- the adapter ------------------------------------------------------------------------------
+
+_ADAPTER_KEYS = {"format", "base", "method", "lora_targets", "classifier", "labels", "task", "preprocessing",
+                 "thresholds", "adapter_sha256", "job_id", "epoch"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Trainable weights' sidecar: everything it takes to rebuild the model and preprocess its input."""
+
+    base: BaseWeights
+    method: Method
+    lora_targets: tuple[str, ...] | str
+    classifier: str
+    labels: tuple[str, ...]
+    preprocessing: Preprocessing
+    thresholds: Mapping[str, float]
+    adapter_sha256: str
+    job_id: str
+    epoch: int
+
+    @property
+    def task(self) -> str:
+        return _task(self.labels)
+
+    def threshold(self, label: str) -> float:
+        return float(self.thresholds.get(label, DEFAULT_THRESHOLD))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": ADAPTER_FORMAT, **self._shared(), "adapter_sha256": self.adapter_sha256,
+                "job_id": self.job_id, "epoch": self.epoch}  # fmt: skip
+
+    def _shared(self) -> dict[str, Any]:
+        """The keys an adapter config and a model manifest hold alike."""
+        targets = self.lora_targets
+        return {
+            "base": self.base.to_json(),
+            "method": self.method.to_json(),
+            "lora_targets": targets if isinstance(targets, str) else list(targets),
+            "classifier": self.classifier,
+            "labels": list(self.labels),
+            "task": self.task,
+            "preprocessing": preprocessing_to_json(self.preprocessing),
+            "thresholds": dict(self.thresholds),
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> AdapterConfig:
+        _keys(d, "adapter config", _ADAPTER_KEYS)
+        _format(d, ADAPTER_FORMAT)
+        return cls._parse(d, str(d["adapter_sha256"]), str(d["job_id"]), int(d["epoch"]))
+
+    @classmethod
+    def _parse(cls, d: Mapping[str, Any], sha256: str, job_id: str, epoch: int) -> AdapterConfig:
+        labels = tuple(str(x) for x in d["labels"])
+        return cls(
+            base=BaseWeights.from_json(d["base"]),
+            method=Method.from_json(d["method"]),
+            lora_targets=_targets(d["lora_targets"]),
+            classifier=str(d["classifier"]),
+            labels=labels,
+            preprocessing=preprocessing_from_json(d["preprocessing"]),
+            thresholds={str(k): float(v) for k, v in d["thresholds"].items()},
+            adapter_sha256=sha256,
+            job_id=job_id,
+            epoch=epoch,
+        )
+
+
+def _format(d: Mapping[str, Any], expected: str) -> None:
+    if d["format"] != expected:
+        raise ArtifactError(f"format {d['format']!r} is not {expected!r}")
+
+
+# --- the model manifest -----------------------------------------------------------------------
+
+_MANIFEST_KEYS = (_ADAPTER_KEYS - {"adapter_sha256"}) | {
+    "id", "model", "version", "adapter", "thresholds_source", "test_metrics", "checkpoint_metric", "split",
+    "dataset", "mlflow_run_id",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    """A model version: its adapter, who it is, what it was trained and tested on."""
+
+    adapter: AdapterConfig
+    id: str
+    model: str
+    version: int
+    prefix: str  # the version's objects: ADAPTER_FILE and MANIFEST_FILE
+    # "validation": Youden's J on the validation split; "pending": being evaluated (the version does not
+    # serve yet); "default": 0.5, the epoch could not be evaluated (see `evaluation`).
+    thresholds_source: str
+    test_metrics: Mapping[str, Any] | None
+    checkpoint_metric: str
+    split_id: str | None
+    split_sha256: str | None
+    dataset_id: str
+    dataset_version_id: str | None
+    mlflow_run_id: str | None
+    evaluation: Mapping[str, Any] | None = field(default=None)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model}:{self.version}"
+
+    def evaluated(self, evaluation: Mapping[str, Any]) -> ModelManifest:
+        """The manifest once the infer worker evaluated the version (registry.evaluate)."""
+        rest = dict(evaluation)
+        source = str(rest.pop("thresholds_source"))
+        adapter = self.adapter
+        if "thresholds" in rest:
+            adapter = replace(adapter, thresholds=dict(rest.pop("thresholds")))
+        metrics = rest.pop("test_metrics") if "test_metrics" in rest else self.test_metrics
+        return replace(self, adapter=adapter, thresholds_source=source, test_metrics=metrics, evaluation=rest)
+
+    def to_json(self) -> dict[str, Any]:
+        a = self.adapter
+        d = {
+            "format": MODEL_FORMAT, "id": self.id, "model": self.model, "version": self.version,
+            **a._shared(),
+            "adapter": {"files": {ADAPTER_FILE: a.adapter_sha256}, "prefix": self.prefix},
+            "thresholds_source": self.thresholds_source, "test_metrics": self.test_metrics,
+            "job_id": a.job_id, "epoch": a.epoch, "checkpoint_metric": self.checkpoint_metric,
+            "split": {"id": self.split_id, "sha256": self.split_sha256},
+            "dataset": {"id": self.dataset_id, "version_id": self.dataset_version_id},
+            "mlflow_run_id": self.mlflow_run_id,
+        }  # fmt: skip
+        if self.evaluation is not None:
+            d["evaluation"] = dict(self.evaluation)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ModelManifest:
+        _keys(d, "model manifest", _MANIFEST_KEYS, frozenset({"evaluation"}))
+        _format(d, MODEL_FORMAT)
+        _keys(d["adapter"], "model manifest adapter", {"files", "prefix"})
+        adapter = AdapterConfig._parse(d, str(d["adapter"]["files"][ADAPTER_FILE]), str(d["job_id"]),
+                                       int(d["epoch"]))  # fmt: skip
+        return cls(
+            adapter=adapter,
+            id=str(d["id"]),
+            model=str(d["model"]),
+            version=int(d["version"]),
+            prefix=str(d["adapter"]["prefix"]),
+            thresholds_source=str(d["thresholds_source"]),
+            test_metrics=d["test_metrics"],
+            checkpoint_metric=str(d["checkpoint_metric"]),
+            split_id=d["split"]["id"],
+            split_sha256=d["split"]["sha256"],
+            dataset_id=str(d["dataset"]["id"]),
+            dataset_version_id=d["dataset"]["version_id"],
+            mlflow_run_id=d["mlflow_run_id"],
+            evaluation=d.get("evaluation"),
+        )
+
+    @classmethod
+    def from_stored(cls, stored: Mapping[str, Any]) -> ModelManifest:
+        """Any manifest a version was ever stored with (`model_versions.manifest`), upgraded first."""
+        return cls.from_json(upgrade(stored))
+
+
+def adapter_config_bytes(config: AdapterConfig) -> bytes:
+    """`ADAPTER_CONFIG_FILE`, next to the adapter's weights."""
+    return json.dumps(config.to_json(), indent=2).encode()
+
+
+def store_manifest(store: ObjectStore, manifest: ModelManifest) -> None:
+    """`MANIFEST_FILE` in the version's prefix, next to its adapter."""
+    data = json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode()
+    store.put_bytes(f"{manifest.prefix}/{MANIFEST_FILE}", data, "application/json")
+
+
+def upgrade(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """An older stored manifest in today's shape: a flat `method` ({type, r, alpha, dropout}) nested,
+    and the keys later formats added filled with what serving assumed before they existed."""
+    d = dict(stored)
+    method = dict(d.get("method") or {})
+    if "lora" not in method:
+        defaults = Method()
+        d["method"] = {"type": method.get("type", defaults.type), "lora": {
+            "r": method.get("r", defaults.r), "alpha": method.get("alpha", defaults.alpha),
+            "dropout": method.get("dropout", defaults.dropout)}}  # fmt: skip
+    prep = dict(d.get("preprocessing") or {})
+    defaults_prep = Preprocessing(cache_size=0, image_size=0, mean=(0, 0, 0), std=(0, 0, 0))
+    prep.setdefault("min_image_size", defaults_prep.min_image_size)
+    prep.setdefault("modalities", list(defaults_prep.modalities))
+    prep.setdefault("burned_in_annotation", defaults_prep.burned_in_annotation)
+    d["preprocessing"] = prep
+    d.setdefault("thresholds_source", "validation")  # before non-best epochs, every version had them
+    d.setdefault("test_metrics", None)
+    d.setdefault("mlflow_run_id", None)
+    return d
