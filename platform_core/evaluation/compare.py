@@ -16,8 +16,9 @@ from platform_core.evaluation import paired
 from platform_core.registry import service as registry
 from platform_core.registry.models import ModelVersion, RegisteredModel
 from platform_core.storage import ObjectStore
+from platform_core.training.evaluation import PREDICTIONS_FILE
 
-PREDICTIONS = "test_predictions.json"
+PREDICTIONS = PREDICTIONS_FILE
 
 
 @dataclass
@@ -31,16 +32,21 @@ class StoredPredictions:
 
 
 def stored_predictions(session: Session, store: ObjectStore, version: ModelVersion) -> StoredPredictions:
-    """The version's stored test predictions: those of its job's best epoch, the epoch training tested."""
+    """The version's stored test predictions: its own (a version of another epoch than the job's best,
+    evaluated by platform_core.registry.evaluate), else those of its job's best epoch, tested in training."""
     from platform_core.training.jobs.models import Job
 
     job = session.get(Job, version.job_id) if version.job_id else None
     result = dict(job.result or {}) if job else {}
     key = (result.get("artifacts") or {}).get(PREDICTIONS)
-    if job is None or key is None or result.get("best_epoch") != version.epoch:
+    if store.exists(f"{version.prefix}/{PREDICTIONS}"):
+        key = f"{version.prefix}/{PREDICTIONS}"
+    elif result.get("best_epoch") != version.epoch:
+        key = None
+    if job is None or key is None:
         raise Conflict(
-            f"version {version.number} has no stored test predictions (only a job's best epoch, trained "
-            "since predictions are stored, has them)",
+            f"version {version.number} has no stored test predictions (a job's best epoch has them, and a "
+            "version of another epoch once evaluated, if trained or evaluated since they are stored)",
             param="version",
         )
     doc = json.loads(store.get_bytes(key))

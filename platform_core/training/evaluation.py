@@ -79,6 +79,9 @@ def evaluate(
     )
 
 
+PREDICTIONS_FILE = "test_predictions.json"
+
+
 def predictions_json(
     image_ids: Sequence[str], y_test: np.ndarray, p_test: np.ndarray, evaluation: Evaluation
 ) -> bytes:

@@ -22,7 +22,7 @@ from platform_core.config import Settings
 from platform_core.evaluation import paired
 from platform_core.storage import ObjectStore, open_store
 from tests.labelled import TINY, call, upload, wait_job, wait_ready
-from tests.services import WorkerProcess
+from tests.services import WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -65,8 +65,8 @@ def _dataset(client: Any, headers: dict[str, str], folder: Path) -> tuple[str, s
     call(client, "POST", f"/v1/datasets/{dataset_id}/labels", headers,
          files={"file": ("labels.csv", labels, "text/csv")})  # fmt: skip
     assert wait_ready(client, headers, dataset_id)["counts"]["accepted"] == PATIENTS
-    body = {"seed": 3, "fractions": {"train": 0.5, "val": 0.25, "test": 0.25}}
-    split = call(client, "POST", f"/v1/datasets/{dataset_id}/splits", headers, json=body)
+    split_body = {"seed": 3, "fractions": {"train": 0.5, "val": 0.25, "test": 0.25}}
+    split = call(client, "POST", f"/v1/datasets/{dataset_id}/splits", headers, json=split_body)
     return dataset_id, str(split["id"])
 
 
@@ -189,7 +189,11 @@ def test_compare_versions_and_the_noninferiority_gate(stack: Stack) -> None:
     good = 0.25 + 0.5 * np.asarray(docs[0]["y"]) + 0.01 * np.linspace(0, 1, len(y))[:, None]
     stack.store.put_bytes(keys[0], json.dumps({**docs[0], "p": good.tolist()}).encode())
     stack.store.put_bytes(keys[1], json.dumps({**docs[1], "p": (1.0 - good).tolist()}).encode())
-    r = _alias(stack, v2)
+    try:
+        r = _alias(stack, v2)
+    finally:
+        for k, doc in zip(keys, docs, strict=True):
+            stack.store.put_bytes(k, json.dumps(doc).encode())
     assert r.status_code == 409, r.text
     message = r.json()["error"]["message"]
     assert "DeLong 95% CI" in message and "margin is 0.050" in message, message
@@ -199,3 +203,22 @@ def test_compare_versions_and_the_noninferiority_gate(stack: Stack) -> None:
 
     r = stack.client.get("/v1/models/cxr-cmp/compare?a=1&b=99", headers=stack.headers)
     assert r.status_code == 404
+
+
+def test_a_version_of_another_epoch_is_compared_on_its_own_evaluation(stack: Stack) -> None:
+    job = stack.jobs[0]
+    other = 1 if job["result"]["best_epoch"] == 2 else 2
+    body = {"job_id": job["id"], "name": "cxr-epoch", "checkpoint": other}
+    assert call(stack.client, "POST", "/v1/models", stack.headers, json=body)["status"] == "evaluating"
+
+    def ready() -> Any:
+        got = call(stack.client, "GET", "/v1/models/cxr-epoch/versions/1", stack.headers)
+        return got if got["status"] == "ready" else None
+
+    version = wait_for(ready, 120, 0.5, what="the version of another epoch to be evaluated")
+    assert version["manifest"]["thresholds_source"] == "validation", version["manifest"]
+    call(stack.client, "POST", "/v1/models", stack.headers, json={"job_id": job["id"], "name": "cxr-epoch"})
+
+    got = call(stack.client, "GET", "/v1/models/cxr-epoch/compare?a=2&b=1", stack.headers)
+    assert got["n_test"] == job["result"]["n_test"] and got["b"]["version"] == 1
+    assert got["per_label"]["finding"]["thresholds"]["b"] == version["manifest"]["thresholds"]["finding"]
