@@ -472,6 +472,7 @@ async function jobPage(id) {
   const log = el("ol", { id: "events", class: "muted" });
   const actions = el("div", { class: "row" });
   const promote = el("section", { class: "card", id: "promote" });
+  const clinical = el("section", { class: "card", id: "clinical" });
 
   const drawCurves = () => {
     const pts = [...points.values()].sort((a, b) => a.epoch - b.epoch);
@@ -505,6 +506,7 @@ async function jobPage(id) {
       !terminal ? el("button", { class: "danger", type: "button", id: "cancel-job", onclick: act("cancel") }, "Cancel") : "",
       ["failed", "cancelled"].includes(job.status) ? el("button", { type: "button", id: "resume-job", onclick: act("resume") }, "Resume") : "");
     if (hadFocus) (actions.querySelector("button") || summary).focus();
+    if (job.status === "succeeded" && job.result && !clinical.childElementCount) clinical.append(...clinicalEvaluation(job.result));
     if (job.status === "succeeded" && !promote.childElementCount) {
       const name = el("input", { id: "model-name", required: true, value: job.suffix || "" });
       promote.append(el("h2", {}, "Promote to the registry"), el("form", { class: "row", onsubmit: async (e) => {
@@ -517,7 +519,7 @@ async function jobPage(id) {
       } }, el("label", {}, "Model name", name), el("button", { type: "submit" }, "Promote best checkpoint")));
     }
   };
-  render(`Job ${id}`, summary, actions, curves, promote, el("section", { class: "card" }, el("h2", {}, "Events"), log));
+  render(`Job ${id}`, summary, actions, curves, clinical, promote, el("section", { class: "card" }, el("h2", {}, "Events"), log));
   // The event stream ends with the job; a resumed job is followed again from its first event.
   let stopStream = () => {};
   leaving.push(() => stopStream());

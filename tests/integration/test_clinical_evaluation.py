@@ -39,7 +39,8 @@ class Stack:
     jobs: list[dict[str, Any]]
 
 
-def _files(folder: Path) -> tuple[list[Path], bytes]:
+def varied_radiographs(folder: Path) -> tuple[list[Path], bytes]:
+    """PATIENTS radiographs in two view positions, two sexes and several ages, and a labels CSV."""
     from tests.fixtures_dicom import PLANTED, radiograph, to_bytes
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,11 +57,12 @@ def _files(folder: Path) -> tuple[list[Path], bytes]:
     return paths, ("\n".join(rows) + "\n").encode()
 
 
-def _dataset(client: Any, headers: dict[str, str], folder: Path) -> tuple[str, str]:
+def varied_dataset(client: Any, headers: dict[str, str], folder: Path) -> tuple[str, str]:
+    """(dataset id, split id): varied_radiographs() ingested with patient characteristics, and split."""
     options = {"min_image_size": 64, "cache_size": 64, "retain_patient_characteristics": True}
     body = {"name": folder.name, "task": "binary", "labels": ["finding"], "options": options}
     dataset_id = str(call(client, "POST", "/v1/datasets", headers, json=body)["id"])
-    paths, labels = _files(folder)
+    paths, labels = varied_radiographs(folder)
     upload(client, headers, dataset_id, paths)
     call(client, "POST", f"/v1/datasets/{dataset_id}/labels", headers,
          files={"file": ("labels.csv", labels, "text/csv")})  # fmt: skip
@@ -97,7 +99,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Sta
     try:
         with TestClient(create_app(settings)) as client:
             headers = {"Authorization": f"Bearer {key}"}
-            dataset_id, split_id = _dataset(client, headers, tmp / "cxr")
+            dataset_id, split_id = varied_dataset(client, headers, tmp / "cxr")
             jobs = []
             for seed in (1, 2):
                 method = {"type": "lora", "lora": {"r": 4, "alpha": 8}}
