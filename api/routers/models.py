@@ -156,7 +156,14 @@ def set_alias(
         raise Invalid(
             "an alias is lowercase letters, digits, '-' and '_', starting with a letter", param="alias"
         )
-    record = service.set_alias(session, principal.project_id, name, alias, body)
+    margin = state.settings.alias_noninferiority_margin
+    gate = None
+    if margin is not None:
+        from platform_core.evaluation.compare import noninferiority_gate
+
+        model = service.get_model(session, principal.project_id, name)
+        gate = noninferiority_gate(session, state.store, model, alias, margin)
+    record = service.set_alias(session, principal.project_id, name, alias, body, gate)
     audit("model.alias.set", "model_alias", record.id)
     model = service.get_model(session, principal.project_id, name)
     version = service.version_by_number(session, model, body.version)

@@ -86,8 +86,10 @@ def _evaluate(
 
     labels = list(manifest.adapter.labels)
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    ids: dict[str, list[str]] = {}
     for part, rows in parts.items():
         known = [rows[j] for j in labelled(rows, labels)]
+        ids[part] = [r[0] for r in known]
         preds = serving.predict_cached(settings, store, manifest, [k for _, k, _ in known])
         y = np.asarray([[r[2][n] for n in labels] for r in known], dtype=np.float32).reshape(-1, len(labels))
         p = np.asarray([[q["probabilities"][n] for n in labels] for q in preds], dtype=np.float64)
@@ -100,6 +102,9 @@ def _evaluate(
     if len(y_test):
         ev = evaluation.evaluate(y_val, p_val, y_test, p_test, labels, seed=seed)
         out["thresholds"] = {n: float(t) for n, t in ev.thresholds.items()}
+        # For champion/challenger comparisons (platform_core.evaluation.compare).
+        predictions = evaluation.predictions_json(ids["test"], y_test, p_test, ev)
+        store.put_bytes(f"{manifest.prefix}/{evaluation.PREDICTIONS_FILE}", predictions)
         report = ev.to_json()
         out["test_metrics"] = {k: report[k] for k in TEST_KEYS}
     else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -227,7 +227,13 @@ def resolve(
 # --- aliases and archiving ----------------------------------------------------------------------
 
 
-def set_alias(session: Session, project_id: str, name: str, alias: str, body: AliasSet) -> ModelAlias:
+# (holder, challenger) -> None, raising to refuse: replaces the point-AUROC check (evaluation.compare).
+AliasGate = Callable[[ModelVersion, ModelVersion], None]
+
+
+def set_alias(
+    session: Session, project_id: str, name: str, alias: str, body: AliasSet, gate: AliasGate | None = None
+) -> ModelAlias:
     model = get_model(session, project_id, name)
     session.scalar(select(RegisteredModel).where(RegisteredModel.id == model.id).with_for_update())
     version = version_by_number(session, model, body.version)
@@ -244,7 +250,11 @@ def set_alias(session: Session, project_id: str, name: str, alias: str, body: Al
     )
     if current is not None and current.version_id != version.id and not body.force:
         holder = session.get(ModelVersion, current.version_id)
-        if holder is not None and holder.status == "ready" and _worse(version.test_auroc, holder.test_auroc):
+        if holder is not None and holder.status == "ready" and gate is not None:
+            gate(holder, version)
+        elif (
+            holder is not None and holder.status == "ready" and _worse(version.test_auroc, holder.test_auroc)
+        ):
             raise Conflict(
                 f"version {body.version} has a lower test AUROC ({_fmt(version.test_auroc)}) than "
                 f"{name}:{holder.number} ({_fmt(holder.test_auroc)}) which holds '{alias}'; "

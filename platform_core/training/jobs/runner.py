@@ -24,6 +24,7 @@ from platform_core.artifacts import ADAPTER_CONFIG_FILE, ADAPTER_FILE, adapter_c
 from platform_core.db.outbox import Dispatch
 from platform_core.db.session import unit_of_work
 from platform_core.errors import PlatformError
+from platform_core.evaluation import subgroups
 from platform_core.ids import new_id
 from platform_core.storage import ObjectStore
 from platform_core.training import catalog, checkpoints, evaluation
@@ -346,9 +347,13 @@ class _Run:
         y_test, p_test, test_loss = trainer.predict(
             make_loader(CacheDataset(pixels["test"], ys["test"]), batch, False, 0)
         )
+        test_ids = [x.image_id for x in samples["test"]]
+        with self.sessions() as s:
+            attributes = subgroups.attributes(s, test_ids)
         ev = evaluation.evaluate(
-            y_val, p_val, y_test, p_test, labels, seed=job.seed, n_resamples=self.options.bootstrap_resamples
-        )
+            y_val, p_val, y_test, p_test, labels, seed=job.seed, n_resamples=self.options.bootstrap_resamples,
+            attributes=attributes,
+        )  # fmt: skip
 
         # The adapter: trainable weights + everything needed to rebuild and preprocess.
         state = trainable_state(trainer.model)
@@ -390,6 +395,7 @@ class _Run:
             "model_card.md": evaluation.model_card(card_info, ev).encode(),
             "roc.png": evaluation.curves_png(y_test, p_test, labels, "roc"),
             "pr.png": evaluation.curves_png(y_test, p_test, labels, "pr"),
+            "test_predictions.json": evaluation.predictions_json(test_ids, y_test, p_test, ev),
             f"adapter/{ADAPTER_CONFIG_FILE}": config_bytes,
         }
         for name, data in artifacts.items():
