@@ -101,9 +101,9 @@ def body_blocks(request: Request, size: int = BLOCK_BYTES) -> Iterator[bytes]:
 
 @router.post("/datasets", status_code=201)
 def create_dataset(
-    body: DatasetCreate, session: SessionDep, principal: Writer, audit: AuditDep
+    body: DatasetCreate, session: SessionDep, state: StateDep, principal: Writer, audit: AuditDep
 ) -> DatasetOut:
-    dataset = service.create_dataset(session, principal.project_id, body)
+    dataset = service.create_dataset(session, principal.project_id, body, state.settings.dicom_ae_title)
     audit("dataset.create", "dataset", dataset.id)
     return service.dataset_out(session, dataset)
 

@@ -165,10 +165,18 @@ def list_associations(
 
 @router.put("/models/{name}/versions/{number}/dicom-ae-title")
 def bind_inference_ae(
-    name: str, number: int, body: InferenceAeSet, session: SessionDep, principal: ModelWriter, audit: AuditDep
+    name: str,
+    number: int,
+    body: InferenceAeSet,
+    session: SessionDep,
+    state: StateDep,
+    principal: ModelWriter,
+    audit: AuditDep,
 ) -> InferenceAeOut:
     """Studies C-STOREd to this AE title are predicted by this version; the SR goes back to the sender."""
-    version = service.bind_inference_ae(session, principal.project_id, name, number, body.ae_title)
+    version = service.bind_inference_ae(
+        session, principal.project_id, name, number, body.ae_title, state.settings.dicom_ae_title
+    )
     audit("model_version.dicom_ae_title", "model_version", version.id)
     return InferenceAeOut(model=name, version=number, dicom_ae_title=version.dicom_ae_title)
 

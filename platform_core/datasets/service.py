@@ -23,15 +23,19 @@ from platform_core.datasets.schemas import (
 )
 from platform_core.datasets.uploads import UploadBatch
 from platform_core.dicom.read import Caps
-from platform_core.errors import Conflict, Invalid, NotFound
+from platform_core.errors import Invalid, NotFound
 from platform_core.ids import new_id
-from platform_core.pacs import repository as pacs_repository
+from platform_core.pacs import titles
 from platform_core.storage import ObjectStore
 
 
-def create_dataset(session: Session, project_id: str, body: DatasetCreate) -> Dataset:
+def create_dataset(
+    session: Session, project_id: str, body: DatasetCreate, listener_ae_title: str | None = None
+) -> Dataset:
+    """`listener_ae_title` (the settings' MEDTUNE_DICOM_AE_TITLE) is refused as the dataset's AE title."""
     if body.task == "binary" and len(body.labels) != 1:
         raise Invalid("a binary dataset has exactly one label", param="labels")
+    title = titles.free_title(session, body.dicom_ae_title, listener_ae_title, "dicom_ae_title")
     dataset = Dataset(
         id=new_id("ds"),
         project_id=project_id,
@@ -40,22 +44,11 @@ def create_dataset(session: Session, project_id: str, body: DatasetCreate) -> Da
         labels=body.labels,
         options=body.options.model_dump(),
         duplicate_count=0,
-        dicom_ae_title=ae_title(session, body.dicom_ae_title),
+        dicom_ae_title=title,
     )
-    session.add(dataset)
-    session.flush()
+    with titles.claim(session, title, "dicom_ae_title"):
+        session.add(dataset)
     return dataset
-
-
-def ae_title(session: Session, wanted: str | None) -> str | None:
-    """A dataset's called AE title, free in the whole deployment (the listener's own title, checked
-    first by the listener, is best left to it)."""
-    if wanted is None:
-        return None
-    title = wanted.strip()
-    if pacs_repository.ae_taken(session, title):
-        raise Conflict(f"the AE title '{title}' is taken", param="dicom_ae_title")
-    return title
 
 
 def get_dataset(session: Session, project_id: str, dataset_id: str) -> Dataset:

@@ -19,7 +19,7 @@ from platform_core.db.base import utcnow
 from platform_core.dicom.deid import key_hmac
 from platform_core.errors import Conflict, Invalid, NotFound
 from platform_core.ids import new_id
-from platform_core.pacs import crypto, repository
+from platform_core.pacs import crypto, repository, titles
 from platform_core.pacs.models import DicomAssociation, PacsImport, PacsImportStudy, PacsNode
 from platform_core.pacs.schemas import (
     AssociationOut,
@@ -85,16 +85,24 @@ def node_auth(secret: str, node: PacsNode) -> dict[str, str]:
 # --- inference AE titles ----------------------------------------------------------------------
 
 
-def bind_inference_ae(session: Session, project_id: str, name: str, number: int, ae_title: str | None) -> Any:
-    """A model version answers studies C-STOREd to `ae_title` with an SR (platform_core.pacs.inference)."""
+def bind_inference_ae(
+    session: Session,
+    project_id: str,
+    name: str,
+    number: int,
+    ae_title: str | None,
+    listener_ae_title: str | None = None,
+) -> Any:
+    """A model version answers studies C-STOREd to `ae_title` with an SR (platform_core.pacs.inference);
+    the listener's own title (`listener_ae_title`) is refused."""
     from platform_core.registry import service as registry
 
     version = registry.version_by_number(session, registry.get_model(session, project_id, name), number)
     title = ae_title.strip() if ae_title is not None else None
-    if title is not None and title != version.dicom_ae_title and repository.ae_taken(session, title):
-        raise Conflict(f"the AE title '{title}' is taken", param="ae_title")
-    version.dicom_ae_title = title
-    session.flush()
+    if title is not None and title != version.dicom_ae_title:
+        title = titles.free_title(session, title, listener_ae_title, "ae_title")
+    with titles.claim(session, title, "ae_title"):
+        version.dicom_ae_title = title
     return version
 
 
