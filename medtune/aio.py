@@ -29,6 +29,7 @@ from medtune.resources.erasures import AsyncErasures
 from medtune.resources.job_groups import AsyncJobGroups
 from medtune.resources.jobs import AsyncJobs
 from medtune.resources.models import AsyncModels
+from medtune.resources.pacs import AsyncImports, AsyncPacsNodes
 from medtune.resources.splits import AsyncSplits
 
 M = TypeVar("M", bound=BaseModel)
@@ -63,6 +64,8 @@ class AsyncClient:
         self.base_models = AsyncBaseModels(self)
         self.models = AsyncModels(self)
         self.erasures = AsyncErasures(self)
+        self.pacs_nodes = AsyncPacsNodes(self)
+        self.imports = AsyncImports(self)
 
     async def request(
         self,

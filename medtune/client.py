@@ -29,6 +29,7 @@ from medtune.resources.erasures import Erasures
 from medtune.resources.job_groups import JobGroups
 from medtune.resources.jobs import Jobs
 from medtune.resources.models import Models
+from medtune.resources.pacs import Imports, PacsNodes
 from medtune.resources.splits import Splits
 
 M = TypeVar("M", bound=BaseModel)
@@ -38,7 +39,8 @@ R = TypeVar("R", bound=Resource)
 class Client:
     """`Client(base_url, api_key)`; both default to MEDTUNE_URL / MEDTUNE_API_KEY, then `medtune login`.
 
-    Resources: `datasets`, `splits`, `jobs`, `job_groups`, `base_models`, `models`, `erasures`. Errors
+    Resources: `datasets`, `splits`, `jobs`, `job_groups`, `base_models`, `models`, `erasures`,
+    `pacs_nodes`, `imports` (pulls from a PACS into a dataset). Errors
     raise the exception named after the server's error type (`medtune.errors.NotFoundError`, ...).
     """
 
@@ -68,6 +70,8 @@ class Client:
         self.base_models = BaseModels(self)
         self.models = Models(self)
         self.erasures = Erasures(self)
+        self.pacs_nodes = PacsNodes(self)
+        self.imports = Imports(self)
 
     # --- transport ------------------------------------------------------------------------
 

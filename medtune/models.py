@@ -108,6 +108,7 @@ class Dataset(Resource):
     status: str = "ingesting"
     counts: DatasetCounts = Field(default_factory=DatasetCounts)
     version: str | None = None
+    dicom_ae_title: str | None = None  # the called AE title a PACS sends to
     created_at: datetime | None = None
 
 

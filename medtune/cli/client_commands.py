@@ -161,6 +161,9 @@ def datasets_create(
     modalities: Annotated[str | None, typer.Option(help="Comma-separated (default CR,DX).")] = None,
     cache_size: Annotated[int | None, typer.Option(help="Longest side of the pixel cache.")] = None,
     dates: Annotated[str | None, typer.Option(help="shift (per patient) or remove.")] = None,
+    dicom_ae_title: Annotated[
+        str | None, typer.Option(help="The called AE title a PACS sends this dataset's studies to.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a dataset; prints its id."""
@@ -168,8 +171,9 @@ def datasets_create(
                                "modalities": csv_list(modalities) or None}  # fmt: skip
     with client() as c:
         ds = c.datasets.create(
-            name, task, csv_list(labels), {k: v for k, v in options.items() if v is not None}
-        )
+            name, task, csv_list(labels), {k: v for k, v in options.items() if v is not None},
+            dicom_ae_title=dicom_ae_title,
+        )  # fmt: skip
     if as_json:
         emit_json(ds)
     else:

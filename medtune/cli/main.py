@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from medtune.cli import client_commands, server
+from medtune.cli import client_commands, pacs_commands, server
 
 app = typer.Typer(no_args_is_help=True, help="medtune: fine-tune and serve medical-imaging models.")
 app.add_typer(server.db_app, name="db")
@@ -13,6 +13,7 @@ app.command("up")(server.up)
 app.command("worker")(server.worker)
 app.command("dicom")(server.dicom)
 client_commands.register(app)
+pacs_commands.register(app)
 
 if __name__ == "__main__":
     app()

@@ -34,17 +34,19 @@ UPLOAD_TIMEOUT = httpx.Timeout(30.0, read=900.0, write=900.0)
 
 
 def _create_body(
-    name: str, task: str, labels: list[str], options: dict[str, Any] | None, extra: dict[str, Any]
-) -> dict[str, Any]:
-    return {"name": name, "task": task, "labels": list(labels), "options": {**(options or {}), **extra}}
+    name: str, task: str, labels: list[str], options: dict[str, Any] | None, extra: dict[str, Any],
+    dicom_ae_title: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    body = {"name": name, "task": task, "labels": list(labels), "options": {**(options or {}), **extra}}
+    return body if dicom_ae_title is None else {**body, "dicom_ae_title": dicom_ae_title}
 
 
-def _labels_part(csv: PathLike | bytes) -> Callable[[], list[tuple[str, Any]]]:
+def _labels_part(csv: PathLike | bytes, field: str = "file") -> Callable[[], list[tuple[str, Any]]]:
     def files() -> list[tuple[str, Any]]:
         if isinstance(csv, bytes):
-            return [("file", ("labels.csv", csv, "text/csv"))]
+            return [(field, ("labels.csv", csv, "text/csv"))]
         path = Path(csv)
-        return [("file", (path.name, path.open("rb"), "text/csv"))]
+        return [(field, (path.name, path.open("rb"), "text/csv"))]
 
     return files
 
@@ -106,11 +108,14 @@ class Datasets(SyncResource):
         task: str = "binary",
         labels: list[str] | None = None,
         options: dict[str, Any] | None = None,
+        *,
+        dicom_ae_title: str | None = None,
         **option_kwargs: Any,
     ) -> Dataset:
         """A dataset: `task` is "binary" or "multilabel"; options (min_image_size, modalities,
-        cache_size, dates, retain_patient_characteristics, burned_in_annotation) as a dict or keywords."""
-        body = _create_body(name, task, labels or [], options, option_kwargs)
+        cache_size, dates, retain_patient_characteristics, burned_in_annotation) as a dict or keywords.
+        `dicom_ae_title`: the called AE title a PACS sends this dataset's studies to."""
+        body = _create_body(name, task, labels or [], options, option_kwargs, dicom_ae_title)
         return self._client.post("/v1/datasets", Dataset, json=body)
 
     def get(self, dataset: str | Dataset) -> Dataset:
@@ -234,9 +239,11 @@ class AsyncDatasets(AsyncResource):
         task: str = "binary",
         labels: list[str] | None = None,
         options: dict[str, Any] | None = None,
+        *,
+        dicom_ae_title: str | None = None,
         **option_kwargs: Any,
     ) -> Dataset:
-        body = _create_body(name, task, labels or [], options, option_kwargs)
+        body = _create_body(name, task, labels or [], options, option_kwargs, dicom_ae_title)
         return await self._client.post("/v1/datasets", Dataset, json=body)
 
     async def get(self, dataset: str | Dataset) -> Dataset:

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from medtune import AsyncClient, Client
-from medtune.resources import base_models, datasets, erasures, job_groups, jobs, models, splits
+from medtune.resources import base_models, datasets, erasures, job_groups, jobs, models, pacs, splits
 
-RESOURCE_MODULES = (base_models, datasets, erasures, job_groups, jobs, models, splits)
+RESOURCE_MODULES = (base_models, datasets, erasures, job_groups, jobs, models, pacs, splits)
 # httpx's naming: the async client closes with `aclose`, the sync one with `close`.
 CLOSERS = {"close", "aclose"}
 
