@@ -58,7 +58,7 @@ def nodes_create(
 ) -> None:
     """Register a PACS node; prints its id. Credentials are stored encrypted and never shown again."""
     if username is not None and password is None:
-        password = typer.prompt("Password", hide_input=True)
+        password = typer.prompt("Password", hide_input=True, err=True)  # stdout carries the id
     with client() as c:
         node = c.pacs_nodes.create(name, kind, url=url, host=host, port=port, ae_title=ae_title, token=token,
                                    username=username, password=password)  # fmt: skip
