@@ -127,6 +127,25 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         worker.stop()
 
 
+def untrained_manifest(version_id: str, name: str, prefix: str) -> Any:
+    """A complete manifest (the serving contract refuses partial ones); its adapter is never loaded."""
+    from platform_core.artifacts import AdapterConfig, BaseWeights, Method, ModelManifest
+    from platform_core.inference.preprocess import Preprocessing
+
+    prep = Preprocessing(PREP["cache_size"], PREP["image_size"], tuple(PREP["mean"]), tuple(PREP["std"]),
+                         PREP["min_image_size"])  # fmt: skip
+    adapter = AdapterConfig(
+        base=BaseWeights("test_vit", "test_vit", "vit", "random", None, seed=0), method=Method(),
+        lora_targets=("attn.qkv",), classifier="head", labels=("finding",), preprocessing=prep,
+        thresholds={"finding": 0.5}, adapter_sha256="0" * 64, job_id="", epoch=0,
+    )  # fmt: skip
+    return ModelManifest(
+        adapter=adapter, id=version_id, model=name, version=1, prefix=prefix, thresholds_source="default",
+        test_metrics=None, checkpoint_metric="val_auroc", split_id=None, split_sha256=None,
+        dataset_id="ds_untrained", dataset_version_id=None, mlflow_run_id=None,
+    )  # fmt: skip
+
+
 def register_untrained_model(db_url: str, project_id: str, name: str) -> None:
     from platform_core.db.session import make_engine, make_sessionmaker
     from platform_core.ids import new_id
@@ -137,9 +156,10 @@ def register_untrained_model(db_url: str, project_id: str, name: str) -> None:
         model = RegisteredModel(id=new_id("model"), project_id=project_id, name=name, latest_number=1)
         s.add(model)
         s.flush()
-        manifest = {"model": name, "version": 1, "labels": ["finding"], "preprocessing": PREP}
-        s.add(ModelVersion(id=new_id("mv"), project_id=project_id, model_id=model.id, number=1, job_id=None,
-                           epoch=0, status="ready", manifest=manifest, prefix=f"models/{name}/1",
+        version_id, prefix = new_id("mv"), f"models/{name}/1"
+        manifest = untrained_manifest(version_id, name, prefix).to_json()
+        s.add(ModelVersion(id=version_id, project_id=project_id, model_id=model.id, number=1, job_id=None,
+                           epoch=0, status="ready", manifest=manifest, prefix=prefix,
                            adapter_sha256="0" * 64))  # fmt: skip
         s.commit()
     engine.dispose()
