@@ -132,7 +132,7 @@ def train_and_bind(work: Path, orthanc_port: int) -> None:
     from platform_core.registry.schemas import ModelCreate
     from platform_core.storage import open_store
     from platform_core.training.jobs import service as jobs
-    from platform_core.training.jobs.runner import run_job
+    from platform_core.training.jobs.run import run_job
     from platform_core.training.jobs.schemas import JobCreate
     from tests.fixtures_dicom import radiograph, to_bytes, uid
 

@@ -102,6 +102,18 @@ def images_by_id(session: Session, image_ids: Sequence[str]) -> dict[str, Image]
     return {i.id: i for i in session.scalars(select(Image).where(Image.id.in_(list(image_ids))))}
 
 
+def cache_keys(session: Session, image_ids: Sequence[str]) -> dict[str, str | None]:
+    """Each image's pixel-cache key, read in chunks of 1000 ids."""
+    keys: dict[str, str | None] = {}
+    for i in range(0, len(image_ids), 1000):
+        chunk = list(image_ids[i : i + 1000])
+        for image_id, cache_key in session.execute(
+            select(Image.id, Image.cache_key).where(Image.id.in_(chunk))
+        ):
+            keys[image_id] = cache_key
+    return keys
+
+
 def get_image(session: Session, dataset_id: str, image_id: str) -> Image | None:
     return session.scalar(select(Image).where(Image.id == image_id, Image.dataset_id == dataset_id))
 

@@ -170,6 +170,11 @@ def get_split(
     return split
 
 
+def find_split(session: Session, split_id: str | None) -> Split | None:
+    """The split `split_id`, or None when there is none (or no id)."""
+    return session.get(Split, split_id) if split_id else None
+
+
 def list_splits(session: Session, dataset_id: str, limit: int, after: str | None) -> Sequence[Split]:
     q = select(Split).where(Split.dataset_id == dataset_id)
     if after:

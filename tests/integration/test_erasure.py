@@ -120,7 +120,7 @@ def _train(w: World) -> tuple[str, str]:
     from mlflow.tracking import MlflowClient
 
     from platform_core.training.jobs import service as jobs
-    from platform_core.training.jobs.runner import mlflow_tracker, run_job
+    from platform_core.training.jobs.run import mlflow_tracker, run_job
 
     r = w.client.post("/v1/fine-tuning/jobs", headers=w.a, json={
         "dataset_id": w.dataset_id, "split": {"seed": 1}, "base_model": "test_resnet", "weights": "random",
@@ -363,7 +363,7 @@ def _job_on_erased_split_fails(w: World) -> None:
 def _job_whose_cache_vanishes_fails(w: World) -> None:
     """The erasure deletes a pixel cache after the job has read its split: the job fails, clearly."""
     from platform_core.training.jobs import service as jobs
-    from platform_core.training.jobs.runner import run_job
+    from platform_core.training.jobs.run import run_job
 
     r = w.client.post("/v1/fine-tuning/jobs", headers=w.a, json={
         "dataset_id": w.dataset_id, "split": {"seed": 2}, "base_model": "test_resnet", "weights": "random",

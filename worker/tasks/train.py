@@ -45,7 +45,7 @@ def validate(job_id: str) -> None:
 # redelivered, and the run continues from its last checkpoint, up to max_task_attempts deliveries.
 @celery_app.task(name=tasks.RUN_JOB.name)
 def run(job_id: str) -> str:
-    from platform_core.training.jobs.runner import RunOptions, mlflow_tracker, run_job
+    from platform_core.training.jobs.run import RunOptions, mlflow_tracker, run_job
 
     ctx = context()
     key = attempts.key(tasks.RUN_JOB.name, job_id)
@@ -114,4 +114,4 @@ def preload_training(sender: str, instance: Any, **_: Any) -> None:
     import matplotlib.figure  # noqa: F401
     import mlflow.tracking  # noqa: F401
 
-    import platform_core.training.jobs.runner  # noqa: F401
+    import platform_core.training.jobs.run  # noqa: F401
