@@ -10,6 +10,7 @@ hold numbers and hyperparameters, never image ids.
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -70,6 +71,25 @@ def rewrite_objects(store: ObjectStore, keys: Iterable[str], image_ids: frozense
         if dropped:
             store.put_bytes(key, clean, "text/csv")
             n += 1
+    return n
+
+
+def rewrite_predictions(store: ObjectStore, keys: Iterable[str], image_ids: frozenset[str]) -> int:
+    """Rewrite per-image prediction documents ({image_ids, y, p, ...}) without the erased images."""
+    n = 0
+    for key in sorted(set(keys)):
+        try:
+            doc = json.loads(store.get_bytes(key))
+        except KeyError:
+            continue
+        keep = [i for i, image_id in enumerate(doc.get("image_ids", [])) if image_id not in image_ids]
+        if len(keep) == len(doc.get("image_ids", [])):
+            continue
+        for field in ("image_ids", "y", "p"):
+            if field in doc:
+                doc[field] = [doc[field][i] for i in keep]
+        store.put_bytes(key, json.dumps(doc).encode(), "application/json")
+        n += 1
     return n
 
 

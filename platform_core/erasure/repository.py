@@ -11,6 +11,7 @@ from platform_core.datasets.models import Dataset, Image, Study, StudyLabel
 from platform_core.erasure.models import Erasure
 from platform_core.registry.models import BatchPrediction, ModelVersion
 from platform_core.splits.models import DatasetVersion, DatasetVersionImage, Split, SplitAssignment
+from platform_core.training.evaluation import PREDICTIONS_FILE
 from platform_core.training.jobs.models import Job
 
 CHUNK = 1000
@@ -120,6 +121,15 @@ def mark_model_versions(session: Session, job_ids: Sequence[str]) -> int:
     for v in versions:
         v.data_erased = True
     return len(versions)
+
+
+def prediction_documents(session: Session, jobs: Sequence[Job]) -> list[str]:
+    """Object keys of the per-image test predictions stored by these jobs and their model versions."""
+    keys = [(j.result or {}).get("artifacts", {}).get(PREDICTIONS_FILE) for j in jobs]
+    if jobs:
+        q = select(ModelVersion.prefix).where(ModelVersion.job_id.in_([j.id for j in jobs]))
+        keys += [f"{prefix}/{PREDICTIONS_FILE}" for prefix in session.scalars(q)]
+    return [k for k in keys if k]
 
 
 def batch_outputs(session: Session, split_ids: Sequence[str]) -> list[str]:

@@ -109,6 +109,8 @@ class Eraser:
         runs = [j.mlflow_run_id for j in jobs if j.mlflow_run_id]
         removed.mlflow_artifacts = self._scrub_mlflow(runs, erased)
         removed.objects = artifacts.rewrite_objects(self.store, repo.batch_outputs(s, sorted(splits)), erased)
+        predictions = repo.prediction_documents(s, jobs)
+        removed.objects += artifacts.rewrite_predictions(self.store, predictions, erased)
         removed.objects += artifacts.delete_objects(self.store, keys)
         return removed
 

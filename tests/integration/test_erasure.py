@@ -293,16 +293,27 @@ def _other_project_erases_nothing(w: World) -> None:
     assert _image_rows(w.sessions, w.dataset_id) == w.images
 
 
+def _tested_ids(w: World) -> list[str]:
+    """The image ids in the job's stored test predictions (what a version comparison pairs on)."""
+    job = w.client.get(f"/v1/fine-tuning/jobs/{w.job_id}", headers=w.a).json()
+    doc = json.loads(w.store.get_bytes(job["result"]["artifacts"]["test_predictions.json"]))
+    return list(doc["image_ids"])
+
+
 def _erase_one_image(w: World, image_id: str, tmp: Path) -> None:
     c = w.client
+    tested = int(image_id in _tested_ids(w))
     r = c.delete(f"/v1/datasets/{w.dataset_id}/images/{image_id}", headers=w.a)
     assert r.status_code == 200, r.text
     removed = r.json()["removed"]
     assert r.json()["kind"] == "image" and r.json()["target"] == image_id
-    assert removed == {"images": 1, "studies": 1, "labels": 1, "objects": 2, "mlflow_artifacts": 2,
-                       "dataset_versions_marked": 1, "splits_marked": 1, "jobs_marked": 1,
-                       "model_versions_marked": 1}  # fmt: skip
+    # objects: its DICOM, its pixel cache and, when it was tested, the job's test predictions (rewritten
+    # without it); MLflow: the CSV and JSON the test logged, and the run's copy of the test predictions.
+    assert removed == {"images": 1, "studies": 1, "labels": 1, "objects": 2 + tested,
+                       "mlflow_artifacts": 2 + tested, "dataset_versions_marked": 1, "splits_marked": 1,
+                       "jobs_marked": 1, "model_versions_marked": 1}  # fmt: skip
     _assert_gone(w, [image_id], tmp)
+    assert image_id not in _tested_ids(w)
     assert _marks(w) == {"job": True, "model_version": True, "split": 1, "version": 1}
     gate = c.put("/v1/models/cxr/aliases/staging", headers=w.a, json={"version": 1, "force": True})
     assert gate.status_code == 409 and "erased" in gate.json()["error"]["message"]
@@ -324,11 +335,13 @@ def _erase_patient(w: World, tmp: Path, caplog: pytest.LogCaptureFixture) -> Non
     pseudonym = _patient(w, TWICE)
     ids = [i for i, v in w.images.items() if v["patient"] == pseudonym]
     assert len(ids) == 2
+    tested = int(bool(set(ids) & set(_tested_ids(w))))
     r = c.post("/v1/erasures", headers=w.a, json={"patient_id": raw})
     assert r.status_code == 200, r.text
     assert raw not in r.text and r.json()["target"] == pseudonym
     removed = r.json()["removed"]
-    assert (removed["images"], removed["studies"], removed["labels"], removed["objects"]) == (2, 2, 2, 4)
+    counts = (removed["images"], removed["studies"], removed["labels"], removed["objects"])
+    assert counts == (2, 2, 2, 4 + tested)
     _assert_gone(w, ids, tmp, {pseudonym})
 
     again = c.post("/v1/erasures", headers=w.a, json={"patient_id": raw})
