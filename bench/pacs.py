@@ -132,6 +132,7 @@ def train_and_bind(work: Path, orthanc_port: int) -> None:
     from platform_core.registry.schemas import ModelCreate
     from platform_core.storage import open_store
     from platform_core.training.jobs import service as jobs
+    from platform_core.training.jobs import validation
     from platform_core.training.jobs.run import run_job
     from platform_core.training.jobs.schemas import JobCreate
     from tests.fixtures_dicom import radiograph, to_bytes, uid
@@ -156,7 +157,7 @@ def train_and_bind(work: Path, orthanc_port: int) -> None:
             "dataset_id": dataset.id, "split": {"seed": 1}, "base_model": "test_resnet", "weights": "random",
             "method": {"type": "lora", "lora": {"r": 4, "alpha": 8}}, "hyperparameters": TINY}))  # fmt: skip
         s.commit()
-        jobs.validate(s, job.id, store)
+        validation.validate(s, job.id, store)
         s.commit()
         assert run_job(sessions, store, job.id) == "succeeded"
         s.expire_all()  # the runner committed the job's end in its own sessions

@@ -13,7 +13,7 @@ from api.pagination import Page
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
 from platform_core.training.formats import FORMATS
-from platform_core.training.jobs import service
+from platform_core.training.jobs import base_models
 from platform_core.training.jobs.schemas import BaseModelOut
 
 router = APIRouter(prefix="/base-models", tags=["base-models"])
@@ -27,7 +27,7 @@ Writer = Annotated[Principal, Depends(require(Scope.MODELS_WRITE))]
 
 @router.get("")
 def list_base_models(session: SessionDep, principal: Reader) -> Page[BaseModelOut]:
-    items = service.base_models(session, principal.project_id)
+    items = base_models.base_models(session, principal.project_id)
     return Page(data=items, has_more=False, first_id=items[0].id if items else None,
                 last_id=items[-1].id if items else None)  # fmt: skip
 
@@ -44,9 +44,9 @@ def register_base_model(
     file: Annotated[UploadFile, File(description=UPLOAD_HELP)],
     weights_format: Annotated[str, Form(alias="format", description=f"one of {', '.join(FORMATS)}")] = "timm",
 ) -> BaseModelOut:
-    record = service.register_base_model(
+    record = base_models.register_base_model(
         session, store, principal.project_id, name, architecture, file.filename or "weights", file.file,
         state.settings.max_upload_bytes, weights_format,
     )  # fmt: skip
     audit("base_model.register", "base_model", record.id)
-    return service.registered_out(record)
+    return base_models.registered_out(record)

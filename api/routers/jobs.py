@@ -17,7 +17,7 @@ from api.state import AppState
 from api.streams import Pacing, Polled, SharedReads, SharedReadsDep, event_stream
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
-from platform_core.training.jobs import service
+from platform_core.training.jobs import service, views
 from platform_core.training.jobs.schemas import (
     CheckpointOut,
     EventOut,
@@ -38,7 +38,7 @@ Limit = Annotated[int, Query(ge=1, le=200)]
 def create_job(body: JobCreate, session: SessionDep, principal: Writer, audit: AuditDep) -> JobOut:
     job = service.create_job(session, principal.project_id, body)
     audit("fine_tuning_job.create", "fine_tuning_job", job.id)
-    return service.job_out(job)
+    return views.job_out(job)
 
 
 @router.get("/jobs")
@@ -50,13 +50,13 @@ def list_jobs(
     status: JobStatus | None = None,
 ) -> Page[JobOut]:
     """Newest first; `status` keeps the jobs in that state."""
-    jobs = service.list_jobs(session, principal.project_id, limit + 1, after, status)
-    return Page.build([service.job_out(j) for j in jobs], limit)
+    jobs = views.list_jobs(session, principal.project_id, limit + 1, after, status)
+    return Page.build([views.job_out(j) for j in jobs], limit)
 
 
 @router.get("/jobs/{job_id}")
 def get_job(job_id: str, session: SessionDep, principal: Reader) -> JobOut:
-    return service.job_out(service.get_job(session, principal.project_id, job_id))
+    return views.job_out(views.get_job(session, principal.project_id, job_id))
 
 
 @router.get("/jobs/{job_id}/events")
@@ -64,7 +64,7 @@ def list_events(
     job_id: str, session: SessionDep, principal: Reader, limit: Limit = 50, after: str | None = None
 ) -> Page[EventOut]:
     """Newest first; `after` pages towards older events."""
-    events = service.list_events(session, principal.project_id, job_id, limit + 1, after)
+    events = views.list_events(session, principal.project_id, job_id, limit + 1, after)
     return Page.build(events, limit)
 
 
@@ -101,9 +101,9 @@ class JobHead:
 def _job_head(state: AppState, project_id: str, job_id: str) -> JobHead:
     with state.sessions_for("GET")() as s:
         # The status first: events written before a job ended are then visible to the second read.
-        job = service.get_job(s, project_id, job_id)
+        job = views.get_job(s, project_id, job_id)
         terminal, status = job.is_terminal, job.status
-        newest = service.list_events(s, project_id, job_id, 1, None)
+        newest = views.list_events(s, project_id, job_id, 1, None)
     return JobHead(terminal, status, newest[0].id if newest else None)
 
 
@@ -132,12 +132,12 @@ class JobEventsPoll:
 
     def _events_after(self) -> list[EventOut]:
         with self.state.sessions_for("GET")() as s:
-            return service.list_events(s, self.project_id, self.job_id, 100, self.after, ascending=True)
+            return views.list_events(s, self.project_id, self.job_id, 100, self.after, ascending=True)
 
 
 @router.get("/jobs/{job_id}/checkpoints")
 def list_checkpoints(job_id: str, session: SessionDep, principal: Reader) -> Page[CheckpointOut]:
-    items = service.list_checkpoints(session, principal.project_id, job_id)
+    items = views.list_checkpoints(session, principal.project_id, job_id)
     return Page(
         data=items,
         has_more=False,
@@ -150,32 +150,32 @@ def list_checkpoints(job_id: str, session: SessionDep, principal: Reader) -> Pag
 def cancel_job(job_id: str, session: SessionDep, principal: Writer, audit: AuditDep) -> JobOut:
     job = service.cancel(session, principal.project_id, job_id)
     audit("fine_tuning_job.cancel", "fine_tuning_job", job.id)
-    return service.job_out(job)
+    return views.job_out(job)
 
 
 @router.post("/jobs/{job_id}/resume")
 def resume_job(job_id: str, session: SessionDep, principal: Writer, audit: AuditDep) -> JobOut:
     job = service.resume(session, principal.project_id, job_id)
     audit("fine_tuning_job.resume", "fine_tuning_job", job.id)
-    return service.job_out(job)
+    return views.job_out(job)
 
 
 @router.post("/job-groups", status_code=201)
 def create_group(body: JobGroupCreate, session: SessionDep, principal: Writer, audit: AuditDep) -> GroupOut:
     group = service.create_group(session, principal.project_id, body)
     audit("fine_tuning_job_group.create", "fine_tuning_job_group", group.id)
-    return service.group_out(session, principal.project_id, group.id)
+    return views.group_out(session, principal.project_id, group.id)
 
 
 @router.get("/job-groups")
 def list_groups(
     session: SessionDep, principal: Reader, limit: Limit = 20, after: str | None = None
 ) -> Page[GroupOut]:
-    groups = service.list_groups(session, principal.project_id, limit + 1, after)
+    groups = views.list_groups(session, principal.project_id, limit + 1, after)
     return Page.build(groups, limit)
 
 
 @router.get("/job-groups/{group_id}")
 def get_group(group_id: str, session: SessionDep, principal: Reader) -> GroupOut:
     """The group's jobs and, over those that succeeded, mean, SD and 95% CI of each test metric."""
-    return service.group_out(session, principal.project_id, group_id)
+    return views.group_out(session, principal.project_id, group_id)

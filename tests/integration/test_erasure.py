@@ -119,7 +119,7 @@ def _train(w: World) -> tuple[str, str]:
     name every image (as a data scientist's own evaluation would): a CSV and a JSON."""
     from mlflow.tracking import MlflowClient
 
-    from platform_core.training.jobs import service as jobs
+    from platform_core.training.jobs import validation as jobs
     from platform_core.training.jobs.run import mlflow_tracker, run_job
 
     r = w.client.post("/v1/fine-tuning/jobs", headers=w.a, json={
@@ -360,7 +360,7 @@ def _erase_patient(w: World, tmp: Path, caplog: pytest.LogCaptureFixture) -> Non
 
 
 def _job_on_erased_split_fails(w: World) -> None:
-    from platform_core.training.jobs import service as jobs
+    from platform_core.training.jobs import validation as jobs
 
     r = w.client.post("/v1/fine-tuning/jobs", headers=w.a, json={
         "dataset_id": w.dataset_id, "split_id": w.split_id, "base_model": "test_resnet", "weights": "random",
@@ -375,7 +375,7 @@ def _job_on_erased_split_fails(w: World) -> None:
 
 def _job_whose_cache_vanishes_fails(w: World) -> None:
     """The erasure deletes a pixel cache after the job has read its split: the job fails, clearly."""
-    from platform_core.training.jobs import service as jobs
+    from platform_core.training.jobs import validation as jobs
     from platform_core.training.jobs.run import run_job
 
     r = w.client.post("/v1/fine-tuning/jobs", headers=w.a, json={

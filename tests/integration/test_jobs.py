@@ -444,7 +444,7 @@ def test_stale_heartbeat_requeues(fs: Stack) -> None:
 
 def test_auto_resolution_and_request_errors(fs: Stack) -> None:
     from platform_core.training import catalog
-    from platform_core.training.jobs.service import resolve_hyperparameters
+    from platform_core.training.jobs.validation import resolve_hyperparameters
 
     hp, method = resolve_hyperparameters(
         {"epochs": "auto", "batch_size": 16},

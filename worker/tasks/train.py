@@ -23,7 +23,7 @@ def _dispatch() -> Any:
 @celery_app.task(name=tasks.VALIDATE_JOB.name)
 def validate(job_id: str) -> None:
     from platform_core.db.session import unit_of_work
-    from platform_core.training.jobs import service
+    from platform_core.training.jobs import status, validation
 
     ctx = context()
     key = attempts.key(tasks.VALIDATE_JOB.name, job_id)
@@ -31,11 +31,11 @@ def validate(job_id: str) -> None:
         return
     try:
         with unit_of_work(ctx.sessions, _dispatch()) as session:
-            service.validate(session, job_id, ctx.store)
+            validation.validate(session, job_id, ctx.store)
     except Exception:
         # Never leave a job in validating_files: record the failure, then let Celery log the trace.
         with unit_of_work(ctx.sessions) as session:
-            service.fail_unexpectedly(session, job_id, "validation")
+            status.fail_unexpectedly(session, job_id, "validation")
         raise
     finally:
         ctx.end_delivery(key)
@@ -70,14 +70,14 @@ def run(job_id: str) -> str:
 def _gave_up(key: str, job_id: str, stage: str) -> bool:
     """Count this delivery; past max_task_attempts that died, fail the job with worker_crash."""
     from platform_core.db.session import unit_of_work
-    from platform_core.training.jobs import service
+    from platform_core.training.jobs import status
 
     ctx = context()
     died = ctx.begin_delivery(key)
     if not ctx.gave_up(died):
         return False
     with unit_of_work(ctx.sessions, _dispatch()) as session:
-        service.fail_crashed(session, job_id, stage, died)
+        status.fail_crashed(session, job_id, stage, died)
     ctx.end_delivery(key)
     _start_waiting()
     return True

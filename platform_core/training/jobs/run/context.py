@@ -20,7 +20,7 @@ from platform_core.training.checkpoints import Checkpoint
 from platform_core.training.data import Sample
 from platform_core.training.evaluation import Evaluation
 from platform_core.training.jobs import repository as repo
-from platform_core.training.jobs import service
+from platform_core.training.jobs import status
 from platform_core.training.jobs.models import BaseModelWeights, Job
 from platform_core.training.loop import Trainer
 from platform_core.training.tracking import NullTracker, Tracker
@@ -80,7 +80,7 @@ class RunHandle:
         while not self._stop.wait(HEARTBEAT_S):
             try:
                 with unit_of_work(self.sessions) as s:
-                    repo.touch(s, self.job_id, service.now())
+                    repo.touch(s, self.job_id, status.now())
             except Exception as exc:  # a missed beat is retried; the run goes on
                 log.warning("heartbeat failed: %s", exc)
 
@@ -91,11 +91,11 @@ class RunHandle:
         self, message: str, level: str = "info", type_: str = "message", data: dict[str, Any] | None = None
     ) -> None:
         with unit_of_work(self.sessions) as s:
-            service.add_event(s, repo.get_job(s, self.job_id), message, level, type_, data)
+            status.add_event(s, repo.get_job(s, self.job_id), message, level, type_, data)
 
     def finish_failed(self, code: str, message: str, param: str | None = None) -> None:
         with unit_of_work(self.sessions) as s:
-            service.fail(s, repo.get_job(s, self.job_id, lock=True), code, message, param)
+            status.fail(s, repo.get_job(s, self.job_id, lock=True), code, message, param)
         self.tracker.close("FAILED")
 
 

@@ -14,7 +14,7 @@ from platform_core.splits import repository as splits
 from platform_core.splits.models import Split
 from platform_core.training import checkpoints, evaluation
 from platform_core.training.data import CacheDataset, make_loader
-from platform_core.training.jobs import adapter, service
+from platform_core.training.jobs import adapter, status
 from platform_core.training.jobs import repository as repo
 from platform_core.training.jobs.run.context import (
     CheckpointRef,
@@ -155,10 +155,10 @@ def record_result(ctx: RunContext, best: CheckpointRef, tested: Tested, written:
         metric = job.checkpoint_metric
         j.best = {"epoch": best.epoch, "metric": metric, "value": best.metrics.get(metric)}
         macro = ev.metrics["macro"]
-        service.add_event(
+        status.add_event(
             s, j, "test metrics", type_="metrics", data={"test": macro, "ci95": ev.ci95["macro"]}
         )
-        service.set_status(s, j, "succeeded", f"succeeded: test AUROC {_fmt(macro.get('auroc'))}")
+        status.set_status(s, j, "succeeded", f"succeeded: test AUROC {_fmt(macro.get('auroc'))}")
     handle.tracker.close("FINISHED")
     return "succeeded"
 

@@ -10,7 +10,7 @@ from platform_core.ids import new_id
 from platform_core.training import checkpoints
 from platform_core.training.checkpoints import Checkpoint, StoredCheckpoint
 from platform_core.training.jobs import repository as repo
-from platform_core.training.jobs import service
+from platform_core.training.jobs import status
 from platform_core.training.jobs.models import Job, JobCheckpoint
 from platform_core.training.jobs.run.context import RunHandle
 from platform_core.training.loop import EpochResult
@@ -65,7 +65,7 @@ class Hooks:
         with unit_of_work(self.run.sessions) as s:
             j = repo.get_job(s, self.run.job_id)
             j.progress = progress
-            j.heartbeat_at = service.now()
+            j.heartbeat_at = status.now()
 
     def on_epoch(self, result: EpochResult, checkpoint: Checkpoint) -> None:
         run = self.run
@@ -82,9 +82,9 @@ class Hooks:
                 j.best = {"epoch": result.epoch, "metric": j.checkpoint_metric, "value": result.monitored}
             s.add(self._checkpoint_row(j, result, prefix, stored))
             j.progress = {**(j.progress or {}), "epoch": result.epoch, "epochs": self.epochs}
-            j.heartbeat_at = service.now()
+            j.heartbeat_at = status.now()
             summary = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k in SUMMARY_METRICS)
-            service.add_event(
+            status.add_event(
                 s,
                 j,
                 f"epoch {result.epoch}/{self.epochs}: {summary}",

@@ -18,7 +18,7 @@ from platform_core.db.session import unit_of_work
 from platform_core.errors import PlatformError
 from platform_core.storage import ObjectStore
 from platform_core.training.jobs import repository as repo
-from platform_core.training.jobs import service
+from platform_core.training.jobs import service, status
 from platform_core.training.jobs.run import finish, steps
 from platform_core.training.jobs.run.context import RunHandle, RunOptions, TrackerFactory, null_tracker
 
@@ -42,7 +42,7 @@ def run_job(
     try:
         return execute(handle, tracker_factory)
     except PlatformError as exc:
-        handle.finish_failed(service.error_code(exc), exc.message, exc.param)
+        handle.finish_failed(status.error_code(exc), exc.message, exc.param)
         return "failed"
     except Exception as exc:  # a bug or an environment fault: the job says so, the log has the trace
         log.exception("job %s failed", job_id)
@@ -61,16 +61,16 @@ def _start(
         if job.status not in ("queued", "running"):
             return job.status
         if job.cancel_requested:
-            service.set_status(s, job, "cancelled", "cancelled before it started")
+            status.set_status(s, job, "cancelled", "cancelled before it started")
             return "cancelled"
         if job.status == "queued" and not service.slot_free(s, job, options.max_running_per_project):
             service.hold(s, job, options.max_running_per_project)
             return "queued"
         job.attempts += 1
-        job.started_at = job.started_at or service.now()
-        job.heartbeat_at = service.now()
+        job.started_at = job.started_at or status.now()
+        job.heartbeat_at = status.now()
         job.error = None
-        service.set_status(s, job, "running", f"running (attempt {job.attempts})")
+        status.set_status(s, job, "running", f"running (attempt {job.attempts})")
     return None
 
 

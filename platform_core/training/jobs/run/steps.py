@@ -13,7 +13,7 @@ from platform_core.splits import repository as splits
 from platform_core.training import catalog, checkpoints
 from platform_core.training import data as D
 from platform_core.training import weights as W
-from platform_core.training.jobs import adapter, service
+from platform_core.training.jobs import adapter, status, validation
 from platform_core.training.jobs import repository as repo
 from platform_core.training.jobs.run.context import (
     CheckpointRef,
@@ -34,7 +34,7 @@ def open_context(handle: RunHandle) -> RunContext:
     """Read the job, its verified split, its registered base weights and its last checkpoint."""
     with handle.sessions() as s:
         job = repo.get_job(s, handle.job_id)
-        verified, labels = service.training_rows(s, job)
+        verified, labels = validation.training_rows(s, job)
         registered = (
             repo.get_base_model(s, job.weights, job.project_id)
             if job.weights.startswith(W.BASE_MODEL_PREFIX)
@@ -204,7 +204,7 @@ def fit(ctx: RunContext, fitting: Fitting) -> LoopOutcome:
 def record_cancelled(ctx: RunContext, outcome: LoopOutcome) -> str:
     handle = ctx.handle
     with unit_of_work(handle.sessions) as s:
-        service.set_status(
+        status.set_status(
             s,
             repo.get_job(s, handle.job_id, lock=True),
             "cancelled",

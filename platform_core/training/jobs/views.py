@@ -1,0 +1,138 @@
+"""Jobs, their events, checkpoints and groups as the API shows them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from platform_core.splits import repository as splits
+from platform_core.splits.models import Split
+from platform_core.training import metrics as M
+from platform_core.training.jobs import repository as repo
+from platform_core.training.jobs.models import Job, JobCheckpoint, JobEvent
+from platform_core.training.jobs.schemas import CheckpointOut, EventOut, GroupOut, JobError, JobOut, SplitRef
+
+
+def job_out(job: Job) -> JobOut:
+    split_seed = (job.split_request or {}).get("seed")
+    return JobOut(
+        id=job.id,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        status=job.status,
+        dataset_id=job.dataset_id,
+        dataset_version=job.dataset_version_id,
+        split=SplitRef(
+            id=job.split_id,
+            sha256=(job.best or {}).get("split_sha256") or _split_sha(job),
+            seed=split_seed if split_seed is not None else _split_seed(job),
+        ),
+        group_id=job.group_id,
+        base_model=job.base_model,
+        weights=job.weights,
+        weights_sha256=job.weights_sha256,
+        method=job.method,
+        hyperparameters=job.resolved or job.hyperparameters,
+        checkpoint_metric=job.checkpoint_metric,
+        seed=job.seed,
+        suffix=job.suffix,
+        metadata=job.meta,
+        labels=job.labels,
+        progress=job.progress,
+        best=job.best,
+        result=job.result,
+        error=JobError(**job.error) if job.error else None,
+        mlflow_run_id=job.mlflow_run_id,
+        mlflow_url=job.mlflow_url,
+        adapter={"key": job.adapter_key, "sha256": job.adapter_sha256} if job.adapter_key else None,
+        attempts=job.attempts,
+        data_erased=job.data_erased,
+    )
+
+
+def _split_record(job: Job) -> Split | None:
+    from sqlalchemy.orm import object_session
+
+    session = object_session(job)
+    return splits.find_split(session, job.split_id) if session is not None else None
+
+
+def _split_sha(job: Job) -> str | None:
+    split = _split_record(job)
+    return split.sha256 if split is not None else None
+
+
+def _split_seed(job: Job) -> int | None:
+    split = _split_record(job)
+    return split.seed if split is not None else None
+
+
+def get_job(session: Session, project_id: str, job_id: str) -> Job:
+    return repo.get_job(session, job_id, project_id)
+
+
+def list_jobs(
+    session: Session, project_id: str, limit: int, after: str | None, status: str | None = None
+) -> Sequence[Job]:
+    return repo.list_jobs(session, project_id, limit, after, status)
+
+
+def list_events(
+    session: Session, project_id: str, job_id: str, limit: int, after: str | None, ascending: bool = False
+) -> list[EventOut]:
+    repo.get_job(session, job_id, project_id)
+    return [event_out(e) for e in repo.list_events(session, job_id, limit, after, ascending)]
+
+
+def event_out(e: JobEvent) -> EventOut:
+    return EventOut(
+        id=e.id, created_at=e.created_at, level=e.level, type=e.type, message=e.message, data=e.data
+    )
+
+
+def list_checkpoints(session: Session, project_id: str, job_id: str) -> list[CheckpointOut]:
+    repo.get_job(session, job_id, project_id)
+    return [checkpoint_out(c) for c in repo.list_checkpoints(session, job_id)]
+
+
+def checkpoint_out(c: JobCheckpoint) -> CheckpointOut:
+    return CheckpointOut(
+        id=c.id,
+        created_at=c.created_at,
+        epoch=c.epoch,
+        step=c.step,
+        metrics=c.metrics,
+        is_best=c.is_best,
+        sha256=c.sha256,
+        size_bytes=c.size_bytes,
+    )
+
+
+def list_groups(session: Session, project_id: str, limit: int, after: str | None) -> list[GroupOut]:
+    return [group_out(session, project_id, g.id) for g in repo.list_groups(session, project_id, limit, after)]
+
+
+def group_out(session: Session, project_id: str, group_id: str) -> GroupOut:
+    group = repo.get_group(session, group_id, project_id)
+    jobs = list(repo.group_jobs(session, group.id))
+    done = [j for j in jobs if j.status == "succeeded" and j.result]
+    summary: dict[str, Any] = {"n_succeeded": len(done), "metrics": {}}
+    for metric in M.METRICS:
+        summary["metrics"][f"test_{metric}"] = M.mean_sd_ci(
+            [(j.result or {}).get("macro", {}).get(metric) for j in done]
+        )
+    if any(not j.is_terminal for j in jobs):
+        status = "running"
+    else:
+        status = "succeeded" if len(done) == len(jobs) else "completed_with_failures"
+    return GroupOut(
+        id=group.id,
+        created_at=group.created_at,
+        split_seeds=list(group.split_seeds),
+        jobs=[job_out(j) for j in jobs],
+        status=status,
+        summary=summary,
+    )
