@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 up: install
-	sh scripts/install-system.sh
+	sh scripts/install-system.sh runtime
 	$(BIN)/medtune up
 
 lint: install

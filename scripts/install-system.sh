@@ -6,10 +6,13 @@
 missing=""
 command -v tesseract >/dev/null 2>&1 && [ -n "$(ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata 2>/dev/null)" ] \
   || missing="$missing tesseract-ocr tesseract-ocr-eng"
-command -v Orthanc >/dev/null 2>&1 || missing="$missing orthanc"
-[ -n "$(ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so /usr/lib/orthanc/libOrthancDicomWeb.so* 2>/dev/null)" ] \
-  || missing="$missing orthanc-dicomweb"
-command -v storescu >/dev/null 2>&1 || missing="$missing dcmtk"
+# `install-system.sh runtime` (make up): what the platform itself runs on, no PACS server of its own.
+if [ "${1:-all}" != runtime ]; then
+  command -v Orthanc >/dev/null 2>&1 || missing="$missing orthanc"
+  [ -n "$(ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so /usr/lib/orthanc/libOrthancDicomWeb.so* 2>/dev/null)" ] \
+    || missing="$missing orthanc-dicomweb"
+  command -v storescu >/dev/null 2>&1 || missing="$missing dcmtk"
+fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "medtune needs these Debian/Ubuntu packages: install$missing first" >&2
