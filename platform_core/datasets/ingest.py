@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +38,7 @@ DICOM_TYPE = "application/dicom"
 PREAMBLE = b"\x00" * 128
 # Image ids per pixel task: one message and one worker commit per chunk instead of per image, while
 # a big upload still spreads over many workers.
+log = logging.getLogger("medtune.ingest")
 TASK_CHUNK = 32
 # A request that commits as it goes (checkpoint(hold_tasks=True)) sends full chunks at each commit; the
 # images left over wait for a later commit, and go with the first one after they have waited this long.
@@ -185,7 +187,7 @@ class Ingestor:
             self.unsent = []
             self.commit()
         except Exception:  # best effort: the request's own error is the one to report
-            pass
+            log.warning("sending the pixel tasks of %d images failed", len(self.unsent), exc_info=True)
 
     def reject(self, reason: str, source: str = "dicom", message: str | None = None) -> Outcome:
         image_id = new_id("img")
