@@ -146,3 +146,11 @@ def png(size: int = 128, seed: int = 0, text: str | None = None) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
+
+
+def learnable_pixels(label: int, rng: np.random.Generator) -> np.ndarray:
+    """64 x 64 noise with a bright bar high (label 1) or low (label 0): a tiny model learns it in an epoch."""
+    img = rng.integers(0, 600, (64, 64)).astype(np.uint16)
+    top = 6 if label else 38
+    img[top : top + 18, 16:48] = 3800
+    return img

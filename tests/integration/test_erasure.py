@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from platform_core.config import Settings
 from platform_core.db.session import make_engine, make_sessionmaker
-from tests.fixtures_dicom import PLANTED, radiograph, to_bytes, uid
+from tests.fixtures_dicom import PLANTED, learnable_pixels, radiograph, to_bytes, uid
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -32,13 +32,6 @@ TWICE = 101  # this patient has a second study: a patient erasure removes both
 FAST = {"epochs": 2, "batch_size": 8, "learning_rate": 0.003, "image_size": 32, "augmentation": "none",
         "warmup_epochs": 0, "early_stopping_patience": None}  # fmt: skip
 RECORD_TABLES = ("audit_events", "erasures")  # the record that an erasure happened: ids and counts
-
-
-def _pixels(label: int, rng: np.random.Generator) -> np.ndarray:
-    img = rng.integers(0, 600, (64, 64)).astype(np.uint16)
-    top = 6 if label else 38
-    img[top : top + 18, 16:48] = 3800
-    return img
 
 
 @dataclass
@@ -80,7 +73,7 @@ def _ingest(settings: Settings, store: Any, sessions: Any) -> tuple[str, str, st
 
     rng = np.random.default_rng(0)
     studies = [(100 + i, 1) for i in range(N)] + [(TWICE, 2)]
-    files = [to_bytes(radiograph(patient=p, study=s, modality="CR", pixels=_pixels(p % 2, rng)))
+    files = [to_bytes(radiograph(patient=p, study=s, modality="CR", pixels=learnable_pixels(p % 2, rng)))
              for p, s in studies]  # fmt: skip
     labels_csv = "StudyInstanceUID,finding\n" + "".join(f"{uid(p, s)},{p % 2}\n" for p, s in studies)
     secret = settings.resolved_secret()
@@ -489,7 +482,7 @@ def test_an_image_erased_while_its_pixels_are_built_leaves_no_cache(sqlite_url: 
                         deid_secret="erasure-race-" + secrets.token_hex(16))  # fmt: skip
     store, secret = open_store(settings.object_store_url or "", settings), settings.resolved_secret()
     sessions = make_sessionmaker(make_engine(sqlite_url))
-    pixels = _pixels(1, np.random.default_rng(1))
+    pixels = learnable_pixels(1, np.random.default_rng(1))
     with sessions() as s:
         project = auth.create_project(s, f"erase-race-{secrets.token_hex(4)}")
         dataset = datasets.create_dataset(s, project.id, DatasetCreate(

@@ -21,20 +21,13 @@ from PIL import Image as PILImage
 
 from platform_core.config import Settings
 from platform_core.db.session import make_engine, make_sessionmaker
-from tests.fixtures_dicom import radiograph, to_bytes, uid
+from tests.fixtures_dicom import learnable_pixels, radiograph, to_bytes, uid
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 N = 40
 FAST = {"epochs": 3, "batch_size": 8, "learning_rate": 0.003, "image_size": 32, "augmentation": "none",
         "warmup_epochs": 0, "early_stopping_patience": None}  # fmt: skip
-
-
-def _pixels(label: int, rng: np.random.Generator) -> np.ndarray:
-    img = rng.integers(0, 600, (64, 64)).astype(np.uint16)
-    top = 6 if label else 38
-    img[top : top + 18, 16:48] = 3800
-    return img
 
 
 @dataclass
@@ -75,7 +68,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Env]:
     store = open_store(settings.object_store_url or "", settings)
     sessions = make_sessionmaker(make_engine(pg_url))
     rng = np.random.default_rng(0)
-    originals = [to_bytes(radiograph(patient=100 + i, study=1, pixels=_pixels(i % 2, rng))) for i in range(N)]
+    originals = [to_bytes(radiograph(patient=100 + i, study=1, pixels=learnable_pixels(i % 2, rng)))
+                 for i in range(N)]  # fmt: skip
     labels_csv = "StudyInstanceUID,finding\n" + "".join(f"{uid(100 + i, 1)},{i % 2}\n" for i in range(N))
     with sessions() as s:
         project = auth.create_project(s, f"reg-{secrets.token_hex(4)}")
