@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 
 import numpy as np
 
@@ -35,11 +36,37 @@ def decode(data: bytes) -> np.ndarray:
         return _decode_png(data)
     if not data.startswith(NPY_MAGIC):
         raise ValueError("not a pixel cache object (.npy or PNG expected)")
-    arr = np.load(io.BytesIO(data), allow_pickle=False)
+    arr = _read_own_npy(data)
+    if arr is None:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
     if arr.ndim != 2:
         raise ValueError(f"the pixel cache holds 2-D arrays, got shape {arr.shape}")
     out: np.ndarray = arr.astype(np.uint16, copy=False)
     return out
+
+
+def _read_own_npy(data: bytes) -> np.ndarray | None:
+    """The array of a header encode() wrote, read without np.load; None for any other header.
+
+    np.load parses the header with ast.literal_eval, and CPython 3.11 before 3.11.8 can raise
+    "SystemError: AST constructor recursion depth mismatch" when threads compile at once
+    (gh-106905): the training loader's prefetch threads decode caches concurrently.
+    """
+    major = data[6] if len(data) > 7 else 0
+    start = 10 if major == 1 else 12
+    length = int.from_bytes(data[8:start], "little")
+    match = _OWN_HEADER.fullmatch(data[start : start + length].decode("latin1"))
+    if major not in (1, 2, 3) or match is None:
+        return None
+    rows, columns = int(match["rows"]), int(match["columns"])
+    flat = np.frombuffer(data, dtype="<u2", count=rows * columns, offset=start + length)
+    return flat.reshape((rows, columns), order="F" if match["fortran"] == "True" else "C").copy()
+
+
+_OWN_HEADER = re.compile(
+    r"\{'descr': '<u2', 'fortran_order': (?P<fortran>True|False), "
+    r"'shape': \((?P<rows>\d+), (?P<columns>\d+)\), \}\s*"
+)
 
 
 def _decode_png(data: bytes) -> np.ndarray:

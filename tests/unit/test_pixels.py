@@ -133,3 +133,20 @@ def test_cache_refuses_pickles_and_reads_legacy_png() -> None:
     png = io.BytesIO()
     Image.fromarray(arr).save(png, format="PNG")
     assert np.array_equal(cache.decode(png.getvalue()), arr)
+
+
+def test_cache_objects_decode_without_np_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """np.load compiles its header (ast), which CPython 3.11.7 can break under concurrent threads."""
+    import numpy as np
+
+    from platform_core.dicom import cache
+
+    arr = (np.arange(35, dtype=np.uint16) * 1000).reshape(5, 7)
+    blob = cache.encode(arr)
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("np.load called")
+
+    monkeypatch.setattr(np, "load", refuse)
+    out = cache.decode(blob)
+    assert out.dtype == np.uint16 and out.flags.writeable and (out == arr).all()
