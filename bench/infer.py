@@ -38,7 +38,7 @@ from platform_core.inference.loader import (
 )
 from platform_core.training import catalog
 from platform_core.training.catalog import BackboneEntry
-from platform_core.training.models import MethodConfig, apply_method, create_backbone, trainable_state
+from platform_core.training.network import MethodConfig, apply_method, create_backbone, trainable_state
 from platform_core.training.weights import ResolvedWeights
 
 RANDOM = ResolvedWeights(kind="random", source="random", sha256=None)

@@ -126,15 +126,15 @@ def train_and_bind(work: Path, orthanc_port: int) -> None:
     from platform_core.datasets.labels import import_labels
     from platform_core.datasets.schemas import DatasetCreate, DatasetOptions
     from platform_core.db.session import make_engine, make_sessionmaker
+    from platform_core.jobs import service as jobs
+    from platform_core.jobs import validation
+    from platform_core.jobs.run import run_job
+    from platform_core.jobs.schemas import JobCreate
     from platform_core.pacs import service as pacs
     from platform_core.pacs.schemas import PacsNodeCreate
     from platform_core.registry import service as registry
     from platform_core.registry.schemas import ModelCreate
     from platform_core.storage import open_store
-    from platform_core.training.jobs import service as jobs
-    from platform_core.training.jobs import validation
-    from platform_core.training.jobs.run import run_job
-    from platform_core.training.jobs.schemas import JobCreate
     from tests.fixtures_dicom import radiograph, to_bytes, uid
 
     settings = Settings(data_dir=work)

@@ -49,7 +49,7 @@ from platform_core.training.data import (  # noqa: E402
     make_loader,
 )
 from platform_core.training.loop import EpochResult, LoopConfig, Trainer  # noqa: E402
-from platform_core.training.models import MethodConfig, build_model  # noqa: E402
+from platform_core.training.network import MethodConfig, build_model  # noqa: E402
 from platform_core.training.tracking import MlflowTracker  # noqa: E402
 from platform_core.training.weights import ResolvedWeights  # noqa: E402
 

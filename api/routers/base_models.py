@@ -12,9 +12,9 @@ from api.deps import AuditDep, SessionDep, StateDep, StoreDep, require
 from api.pagination import Page
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
+from platform_core.jobs import base_models
+from platform_core.jobs.schemas import BaseModelOut
 from platform_core.training.formats import FORMATS
-from platform_core.training.jobs import base_models
-from platform_core.training.jobs.schemas import BaseModelOut
 
 router = APIRouter(prefix="/base-models", tags=["base-models"])
 Reader = Annotated[Principal, Depends(require(Scope.MODELS_READ))]

@@ -17,8 +17,8 @@ from api.state import AppState
 from api.streams import Pacing, Polled, SharedReads, SharedReadsDep, event_stream
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
-from platform_core.training.jobs import service, views
-from platform_core.training.jobs.schemas import (
+from platform_core.jobs import service, views
+from platform_core.jobs.schemas import (
     CheckpointOut,
     EventOut,
     GroupOut,

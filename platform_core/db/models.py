@@ -5,10 +5,10 @@ from platform_core.datasets.models import Dataset, Image, Study, StudyLabel
 from platform_core.db.attempts import TaskAttempt
 from platform_core.db.base import Base
 from platform_core.erasure.models import Erasure
+from platform_core.jobs.models import BaseModelWeights, Job, JobCheckpoint, JobEvent, JobGroup
 from platform_core.pacs.models import DicomAssociation, PacsImport, PacsImportStudy, PacsNode
 from platform_core.registry.models import BatchPrediction, ModelAlias, ModelVersion, RegisteredModel
 from platform_core.splits.models import DatasetVersion, DatasetVersionImage, Split, SplitAssignment
-from platform_core.training.jobs.models import BaseModelWeights, Job, JobCheckpoint, JobEvent, JobGroup
 
 __all__ = ["ApiKey", "AuditEvent", "Base", "Dataset", "Image", "Project", "Study", "StudyLabel"]
 __all__ += ["DatasetVersion", "DatasetVersionImage", "Split", "SplitAssignment"]

@@ -9,10 +9,10 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from platform_core.datasets.models import Dataset, Image, Study, StudyLabel
 from platform_core.erasure.models import Erasure
+from platform_core.jobs.models import Job
 from platform_core.registry.models import BatchPrediction, ModelVersion
 from platform_core.splits.models import DatasetVersion, DatasetVersionImage, Split, SplitAssignment
 from platform_core.training.evaluation import PREDICTIONS_FILE
-from platform_core.training.jobs.models import Job
 
 CHUNK = 1000
 

@@ -85,7 +85,7 @@ def state_sha256(state: dict[str, torch.Tensor]) -> str:
 
 def build_backbone(entry: BackboneEntry, image_size: int, state: dict[str, torch.Tensor] | None) -> nn.Module:
     """The classifier-less backbone, loaded by the training code itself (same checks, same filters)."""
-    from platform_core.training.models import create_backbone
+    from platform_core.training.network import create_backbone
     from platform_core.training.weights import PRETRAINED, ResolvedWeights
 
     if state is None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from platform_core.inference.loader import AdapterSource, Engine
 
+
 def engine(settings: Settings) -> Engine:
     from platform_core.inference.loader import get_engine
 
@@ -61,7 +62,7 @@ def source_for(manifest: ModelManifest, store: ObjectStore) -> AdapterSource:
             assert base.object_key is not None and base.weights_sha256 is not None and base.format is not None
             return W.load_registered(store, base.object_key, base.weights_sha256, base.format)
         if base.weights == W.RANDOM:
-            from platform_core.training.models import create_backbone
+            from platform_core.training.network import create_backbone
 
             # Training seeds torch with the job's seed right before it builds the backbone: do the same.
             if base.seed is None:

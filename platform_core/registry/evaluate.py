@@ -29,8 +29,8 @@ TEST_KEYS = ("macro", "per_label", "ci95", "n_test")
 def run(sessions: sessionmaker[Session], store: ObjectStore, settings: Settings, version_id: str) -> str:
     """Idempotent: a version that is not `evaluating` any more is left as it is."""
     from platform_core.inference.batch import split_rows
+    from platform_core.jobs.models import Job
     from platform_core.splits.models import Split
-    from platform_core.training.jobs.models import Job
 
     with sessions() as s:
         version = s.get(ModelVersion, version_id)

@@ -39,9 +39,9 @@ EVALUATE_TASK = tasks.EVALUATE_VERSION
 def promote(
     session: Session, store: ObjectStore, project_id: str, body: ModelCreate, tracking_uri: str | None = None
 ) -> ModelVersion:
+    from platform_core.jobs import adapter
+    from platform_core.jobs import repository as jobs
     from platform_core.splits.models import Split
-    from platform_core.training.jobs import adapter
-    from platform_core.training.jobs import repository as jobs
 
     job = jobs.get_job(session, body.job_id, project_id)
     if job.status != "succeeded" or not job.adapter_key or not job.labels:

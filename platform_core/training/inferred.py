@@ -73,7 +73,7 @@ def _lora_targets(model: nn.Module, head: str) -> tuple[str, ...] | str | None:
 
 
 def _family(model: nn.Module) -> str:
-    """"vit" where training may change the image size and Grad-CAM reads the token grid (timm's ViT
+    """ "vit" where training may change the image size and Grad-CAM reads the token grid (timm's ViT
     layout: patch_embed, blocks, prefix tokens); anything else is treated as a CNN at its input size."""
     vit_like = all(hasattr(model, a) for a in ("patch_embed", "blocks", "num_prefix_tokens"))
     return "vit" if vit_like and hasattr(model.get_submodule("patch_embed"), "grid_size") else "cnn"

@@ -19,7 +19,7 @@ from torch import nn
 from platform_core.training import metrics as M
 from platform_core.training.checkpoints import Checkpoint, rng_state, set_rng_state
 from platform_core.training.data import Normalize
-from platform_core.training.models import load_trainable_state, trainable_state
+from platform_core.training.network import load_trainable_state, trainable_state
 
 log = logging.getLogger("medtune.training")
 

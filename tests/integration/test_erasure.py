@@ -112,8 +112,8 @@ def _train(w: World) -> tuple[str, str]:
     name every image (as a data scientist's own evaluation would): a CSV and a JSON."""
     from mlflow.tracking import MlflowClient
 
-    from platform_core.training.jobs import validation as jobs
-    from platform_core.training.jobs.run import mlflow_tracker, run_job
+    from platform_core.jobs import validation as jobs
+    from platform_core.jobs.run import mlflow_tracker, run_job
 
     r = w.client.post("/v1/fine-tuning/jobs", headers=w.a, json={
         "dataset_id": w.dataset_id, "split": {"seed": 1}, "base_model": "test_resnet", "weights": "random",
@@ -353,7 +353,7 @@ def _erase_patient(w: World, tmp: Path, caplog: pytest.LogCaptureFixture) -> Non
 
 
 def _job_on_erased_split_fails(w: World) -> None:
-    from platform_core.training.jobs import validation as jobs
+    from platform_core.jobs import validation as jobs
 
     r = w.client.post("/v1/fine-tuning/jobs", headers=w.a, json={
         "dataset_id": w.dataset_id, "split_id": w.split_id, "base_model": "test_resnet", "weights": "random",
@@ -368,8 +368,8 @@ def _job_on_erased_split_fails(w: World) -> None:
 
 def _job_whose_cache_vanishes_fails(w: World) -> None:
     """The erasure deletes a pixel cache after the job has read its split: the job fails, clearly."""
-    from platform_core.training.jobs import validation as jobs
-    from platform_core.training.jobs.run import run_job
+    from platform_core.jobs import validation as jobs
+    from platform_core.jobs.run import run_job
 
     r = w.client.post("/v1/fine-tuning/jobs", headers=w.a, json={
         "dataset_id": w.dataset_id, "split": {"seed": 2}, "base_model": "test_resnet", "weights": "random",

@@ -14,7 +14,7 @@ import torch
 from platform_core.errors import Invalid
 from platform_core.inference.loader import AdapterSource, BaseKey, Engine, LoraSpec, state_sha256
 from platform_core.training import catalog
-from platform_core.training.models import MethodConfig, apply_method, create_backbone, trainable_state
+from platform_core.training.network import MethodConfig, apply_method, create_backbone, trainable_state
 from platform_core.training.weights import ResolvedWeights
 
 SIZE = 64

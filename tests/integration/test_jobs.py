@@ -418,8 +418,8 @@ def test_group_reports_mean_sd_and_ci_over_seeds(fs: Stack) -> None:
 
 
 def test_stale_heartbeat_requeues(fs: Stack) -> None:
-    from platform_core.training.jobs import service
-    from platform_core.training.jobs.schemas import JobCreate
+    from platform_core.jobs import service
+    from platform_core.jobs.schemas import JobCreate
 
     sessions = make_sessionmaker(make_engine(fs.base.pg_url))
     with sessions() as s:
@@ -443,8 +443,8 @@ def test_stale_heartbeat_requeues(fs: Stack) -> None:
 
 
 def test_auto_resolution_and_request_errors(fs: Stack) -> None:
+    from platform_core.jobs.validation import resolve_hyperparameters
     from platform_core.training import catalog
-    from platform_core.training.jobs.validation import resolve_hyperparameters
 
     hp, method = resolve_hyperparameters(
         {"epochs": "auto", "batch_size": 16},

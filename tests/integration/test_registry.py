@@ -54,9 +54,9 @@ def env(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Env]:
     from platform_core.datasets.ingest import process_image
     from platform_core.datasets.labels import import_labels
     from platform_core.datasets.schemas import DatasetCreate, DatasetOptions
+    from platform_core.jobs import validation as jobs
+    from platform_core.jobs.run import run_job
     from platform_core.storage import open_store
-    from platform_core.training.jobs import validation as jobs
-    from platform_core.training.jobs.run import run_job
 
     tmp: Path = tmp_path_factory.mktemp("registry")
     settings = Settings(

@@ -19,8 +19,8 @@ from platform_core.datasets import archives
 from platform_core.datasets.ingest import PixelJob, build_caches
 from platform_core.dicom import pixels
 from platform_core.dicom.read import Caps, Rejected, load, parse
+from platform_core.jobs.schemas import JobCreate
 from platform_core.storage.local import LocalStore
-from platform_core.training.jobs.schemas import JobCreate
 from tests.fixtures_dicom import radiograph, to_bytes
 from tests.hostile_inputs import compressed_frame_bomb, deflate_bomb, empty_members_zip, png_header, rle_bomb
 

@@ -107,7 +107,7 @@ def test_an_unknown_format_is_refused() -> None:
 def test_a_timm_model_outside_the_catalog_gets_inferred_targets_and_classifier(
     name: str, family: str, classifier: str, a_target: str
 ) -> None:
-    from platform_core.training.models import MethodConfig, build_model
+    from platform_core.training.network import MethodConfig, build_model
     from platform_core.training.weights import RANDOM, ResolvedWeights
 
     entry = catalog.get(name)

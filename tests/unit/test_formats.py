@@ -22,7 +22,7 @@ from platform_core.training.catalog import BackboneEntry
 from platform_core.training.data import Normalize
 from platform_core.training.formats import xrv
 from platform_core.training.formats.read import to_timm, unzip
-from platform_core.training.models import create_backbone
+from platform_core.training.network import create_backbone
 from platform_core.training.weights import ResolvedWeights
 
 TOL = 1e-4

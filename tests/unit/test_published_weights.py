@@ -11,7 +11,7 @@ import torch
 
 from platform_core.training.data import Normalize
 from platform_core.training.formats import xrv
-from platform_core.training.models import create_backbone
+from platform_core.training.network import create_backbone
 from platform_core.training.weights import ResolvedWeights
 from tests.unit.test_formats import SMALL, TOL, max_diff
 

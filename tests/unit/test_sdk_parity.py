@@ -152,7 +152,7 @@ def test_every_sdk_query_parameter_is_documented() -> None:
 
 
 def test_job_status_filter_names_every_status() -> None:
-    from platform_core.training.jobs.models import STATUSES
-    from platform_core.training.jobs.schemas import JobStatus
+    from platform_core.jobs.models import STATUSES
+    from platform_core.jobs.schemas import JobStatus
 
     assert typing.get_args(JobStatus) == STATUSES

@@ -25,7 +25,7 @@ from platform_core.training.data import (
     positive_weights,
 )
 from platform_core.training.loop import EpochResult, LoopConfig, Trainer, resolve_precision
-from platform_core.training.models import MethodConfig, build_model, load_trainable_state, trainable_state
+from platform_core.training.network import MethodConfig, build_model, load_trainable_state, trainable_state
 from platform_core.training.weights import ResolvedWeights
 
 SIZE = 32

@@ -23,7 +23,7 @@ def _dispatch() -> Any:
 @celery_app.task(name=tasks.VALIDATE_JOB.name)
 def validate(job_id: str) -> None:
     from platform_core.db.session import unit_of_work
-    from platform_core.training.jobs import status, validation
+    from platform_core.jobs import status, validation
 
     ctx = context()
     key = attempts.key(tasks.VALIDATE_JOB.name, job_id)
@@ -45,7 +45,7 @@ def validate(job_id: str) -> None:
 # redelivered, and the run continues from its last checkpoint, up to max_task_attempts deliveries.
 @celery_app.task(name=tasks.RUN_JOB.name)
 def run(job_id: str) -> str:
-    from platform_core.training.jobs.run import RunOptions, mlflow_tracker, run_job
+    from platform_core.jobs.run import RunOptions, mlflow_tracker, run_job
 
     ctx = context()
     key = attempts.key(tasks.RUN_JOB.name, job_id)
@@ -70,7 +70,7 @@ def run(job_id: str) -> str:
 def _gave_up(key: str, job_id: str, stage: str) -> bool:
     """Count this delivery; past max_task_attempts that died, fail the job with worker_crash."""
     from platform_core.db.session import unit_of_work
-    from platform_core.training.jobs import status
+    from platform_core.jobs import status
 
     ctx = context()
     died = ctx.begin_delivery(key)
@@ -85,7 +85,7 @@ def _gave_up(key: str, job_id: str, stage: str) -> bool:
 
 def _start_waiting() -> list[str]:
     from platform_core.db.session import unit_of_work
-    from platform_core.training.jobs import service
+    from platform_core.jobs import service
 
     ctx = context()
     with unit_of_work(ctx.sessions, _dispatch()) as session:
@@ -96,7 +96,7 @@ def _start_waiting() -> list[str]:
 def requeue_stale() -> list[str]:
     """The beat's backstop: stale running jobs go back on the queue; held-back ones start if they can."""
     from platform_core.db.session import unit_of_work
-    from platform_core.training.jobs import service
+    from platform_core.jobs import service
 
     with unit_of_work(context().sessions, _dispatch()) as session:
         requeued = service.requeue_stale(session)
@@ -114,4 +114,4 @@ def preload_training(sender: str, instance: Any, **_: Any) -> None:
     import matplotlib.figure  # noqa: F401
     import mlflow.tracking  # noqa: F401
 
-    import platform_core.training.jobs.run  # noqa: F401
+    import platform_core.jobs.run  # noqa: F401

@@ -14,14 +14,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from platform_core.artifacts import AdapterConfig, Method
 from platform_core.db.session import unit_of_work
+from platform_core.jobs import repository as repo
+from platform_core.jobs import status
+from platform_core.jobs.models import BaseModelWeights, Job
 from platform_core.storage import ObjectStore
 from platform_core.training import catalog
 from platform_core.training.checkpoints import Checkpoint
 from platform_core.training.data import Sample
 from platform_core.training.evaluation import Evaluation
-from platform_core.training.jobs import repository as repo
-from platform_core.training.jobs import status
-from platform_core.training.jobs.models import BaseModelWeights, Job
 from platform_core.training.loop import Trainer
 from platform_core.training.tracking import NullTracker, Tracker
 

@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session
 
 from platform_core.errors import Conflict, Invalid, PayloadTooLarge
 from platform_core.ids import new_id
+from platform_core.jobs import repository as repo
+from platform_core.jobs.models import BaseModelWeights
+from platform_core.jobs.schemas import BaseModelOut
 from platform_core.storage import ObjectStore
 from platform_core.training import catalog
 from platform_core.training import weights as W
-from platform_core.training.jobs import repository as repo
-from platform_core.training.jobs.models import BaseModelWeights
-from platform_core.training.jobs.schemas import BaseModelOut
 
 
 class _Hashing:

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from platform_core.db import attempts
 from platform_core.errors import PlatformError
 from platform_core.ids import new_id
-from platform_core.training.jobs import repository as repo
-from platform_core.training.jobs.models import Job, JobEvent
+from platform_core.jobs import repository as repo
+from platform_core.jobs.models import Job, JobEvent
 
 
 def now() -> datetime:

@@ -9,13 +9,9 @@ import torch
 
 from platform_core.datasets import repository as datasets
 from platform_core.db.session import unit_of_work
-from platform_core.splits import repository as splits
-from platform_core.training import catalog, checkpoints
-from platform_core.training import data as D
-from platform_core.training import weights as W
-from platform_core.training.jobs import adapter, status, validation
-from platform_core.training.jobs import repository as repo
-from platform_core.training.jobs.run.context import (
+from platform_core.jobs import adapter, status, validation
+from platform_core.jobs import repository as repo
+from platform_core.jobs.run.context import (
     CheckpointRef,
     Fitting,
     RunContext,
@@ -23,9 +19,13 @@ from platform_core.training.jobs.run.context import (
     SplitData,
     TrackerFactory,
 )
-from platform_core.training.jobs.run.hooks import Hooks
+from platform_core.jobs.run.hooks import Hooks
+from platform_core.splits import repository as splits
+from platform_core.training import catalog, checkpoints
+from platform_core.training import data as D
+from platform_core.training import weights as W
 from platform_core.training.loop import LoopConfig, LoopOutcome, Trainer
-from platform_core.training.models import build_model
+from platform_core.training.network import build_model
 
 PARTS = ("train", "val", "test")
 

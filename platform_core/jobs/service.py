@@ -17,12 +17,12 @@ from platform_core import tasks
 from platform_core.db import outbox
 from platform_core.errors import Conflict, Invalid
 from platform_core.ids import new_id
+from platform_core.jobs import repository as repo
+from platform_core.jobs.models import Job, JobGroup
+from platform_core.jobs.schemas import JobCreate, JobGroupCreate
+from platform_core.jobs.status import add_event, now, set_status
 from platform_core.training import catalog
 from platform_core.training import weights as W
-from platform_core.training.jobs import repository as repo
-from platform_core.training.jobs.models import Job, JobGroup
-from platform_core.training.jobs.schemas import JobCreate, JobGroupCreate
-from platform_core.training.jobs.status import add_event, now, set_status
 
 VALIDATE_TASK = tasks.VALIDATE_JOB
 RUN_TASK = tasks.RUN_JOB

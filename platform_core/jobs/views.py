@@ -7,12 +7,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from platform_core.jobs import repository as repo
+from platform_core.jobs.models import Job, JobCheckpoint, JobEvent
+from platform_core.jobs.schemas import CheckpointOut, EventOut, GroupOut, JobError, JobOut, SplitRef
 from platform_core.splits import repository as splits
 from platform_core.splits.models import Split
 from platform_core.training import metrics as M
-from platform_core.training.jobs import repository as repo
-from platform_core.training.jobs.models import Job, JobCheckpoint, JobEvent
-from platform_core.training.jobs.schemas import CheckpointOut, EventOut, GroupOut, JobError, JobOut, SplitRef
 
 
 def job_out(job: Job) -> JobOut:

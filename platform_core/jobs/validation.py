@@ -11,12 +11,12 @@ from sqlalchemy.orm import Session
 from platform_core import tasks
 from platform_core.db import outbox
 from platform_core.errors import Invalid, PlatformError
+from platform_core.jobs import repository as repo
+from platform_core.jobs.models import Job
+from platform_core.jobs.status import error_code, fail, set_status
 from platform_core.storage import ObjectStore
 from platform_core.training import catalog
 from platform_core.training import weights as W
-from platform_core.training.jobs import repository as repo
-from platform_core.training.jobs.models import Job
-from platform_core.training.jobs.status import error_code, fail, set_status
 
 
 def resolve_hyperparameters(

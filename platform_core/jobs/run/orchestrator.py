@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from platform_core.db.outbox import Dispatch
 from platform_core.db.session import unit_of_work
 from platform_core.errors import PlatformError
+from platform_core.jobs import repository as repo
+from platform_core.jobs import service, status
+from platform_core.jobs.run import finish, steps
+from platform_core.jobs.run.context import RunHandle, RunOptions, TrackerFactory, null_tracker
 from platform_core.storage import ObjectStore
-from platform_core.training.jobs import repository as repo
-from platform_core.training.jobs import service, status
-from platform_core.training.jobs.run import finish, steps
-from platform_core.training.jobs.run.context import RunHandle, RunOptions, TrackerFactory, null_tracker
 
 log = logging.getLogger("medtune.training")
 

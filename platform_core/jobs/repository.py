@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from platform_core.auth.models import Project
 from platform_core.errors import NotFound
-from platform_core.training.jobs.models import BaseModelWeights, Job, JobCheckpoint, JobEvent, JobGroup
+from platform_core.jobs.models import BaseModelWeights, Job, JobCheckpoint, JobEvent, JobGroup
 
 
 def get_job(session: Session, job_id: str, project_id: str | None = None, lock: bool = False) -> Job:

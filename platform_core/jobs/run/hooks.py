@@ -7,12 +7,12 @@ import time
 
 from platform_core.db.session import unit_of_work
 from platform_core.ids import new_id
+from platform_core.jobs import repository as repo
+from platform_core.jobs import status
+from platform_core.jobs.models import Job, JobCheckpoint
+from platform_core.jobs.run.context import RunHandle
 from platform_core.training import checkpoints
 from platform_core.training.checkpoints import Checkpoint, StoredCheckpoint
-from platform_core.training.jobs import repository as repo
-from platform_core.training.jobs import status
-from platform_core.training.jobs.models import Job, JobCheckpoint
-from platform_core.training.jobs.run.context import RunHandle
 from platform_core.training.loop import EpochResult
 
 CANCEL_POLL_S = 0.2

@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 
 from platform_core.artifacts import DEFAULT_THRESHOLD, AdapterConfig, BaseWeights, Method
 from platform_core.inference.preprocess import Preprocessing
+from platform_core.jobs import repository as repo
+from platform_core.jobs.models import Job
 from platform_core.training import catalog
 from platform_core.training import weights as W
-from platform_core.training.jobs import repository as repo
-from platform_core.training.jobs.models import Job
 
 
 def method_of(job: Job) -> Method:

@@ -10,21 +10,21 @@ from platform_core.artifacts import ADAPTER_CONFIG_FILE, ADAPTER_FILE, AdapterCo
 from platform_core.db.session import unit_of_work
 from platform_core.errors import PlatformError
 from platform_core.evaluation import subgroups
-from platform_core.splits import repository as splits
-from platform_core.splits.models import Split
-from platform_core.training import checkpoints, evaluation
-from platform_core.training.data import CacheDataset, make_loader
-from platform_core.training.jobs import adapter, status
-from platform_core.training.jobs import repository as repo
-from platform_core.training.jobs.run.context import (
+from platform_core.jobs import adapter, status
+from platform_core.jobs import repository as repo
+from platform_core.jobs.run.context import (
     CheckpointRef,
     RunContext,
     SplitData,
     Tested,
     WrittenAdapter,
 )
+from platform_core.splits import repository as splits
+from platform_core.splits.models import Split
+from platform_core.training import checkpoints, evaluation
+from platform_core.training.data import CacheDataset, make_loader
 from platform_core.training.loop import LoopOutcome, Trainer
-from platform_core.training.models import load_trainable_state, trainable_state
+from platform_core.training.network import load_trainable_state, trainable_state
 
 
 def best_checkpoint(ctx: RunContext, outcome: LoopOutcome) -> CheckpointRef:
