@@ -28,7 +28,7 @@ class RetryPolicy:
     def delay(self, attempt: int, response: httpx.Response | None = None) -> float:
         if response is not None and (after := retry_after(response)) is not None:
             return min(after, self.max_backoff_s * 4)
-        base = min(self.backoff_s * 2**attempt, self.max_backoff_s)
+        base = min(self.backoff_s * 2.0**attempt, self.max_backoff_s)
         return base * (0.5 + random.random() / 2)  # jitter keeps parallel uploads from retrying in step
 
     def retry_status(self, status: int, idempotent: bool) -> bool:

@@ -74,6 +74,7 @@ def _j2k(src: bytes) -> int | None:
         offset += 8
     if src[offset : offset + 4] != b"\xff\x4f\xff\x51":
         return None
-    xsiz, ysiz, xosiz, yosiz = struct.unpack(">IIII", src[offset + 8 : offset + 24])
-    (components,) = struct.unpack(">H", src[offset + 40 : offset + 42])
+    siz: tuple[int, int, int, int] = struct.unpack(">IIII", src[offset + 8 : offset + 24])
+    xsiz, ysiz, xosiz, yosiz = siz
+    components: int = struct.unpack(">H", src[offset + 40 : offset + 42])[0]
     return max(0, xsiz - xosiz) * max(0, ysiz - yosiz) * max(1, components)

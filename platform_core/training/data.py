@@ -111,7 +111,8 @@ class Augment:
             x = TF.affine(x, angle=angle, translate=shift, scale=1.0, shear=[0.0, 0.0])
         x = TF.adjust_brightness(x, 1 + self.brightness * (2 * u[7] - 1))
         c = torch.rand(1, generator=generator, dtype=torch.float64).item()
-        return TF.adjust_contrast(x, 1 + self.contrast * (2 * c - 1))
+        out: torch.Tensor = TF.adjust_contrast(x, 1 + self.contrast * (2 * c - 1))  # torchvision: untyped
+        return out
 
 
 def augmentation(preset: str, size: int) -> Augment | None:
