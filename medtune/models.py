@@ -477,6 +477,9 @@ class BatchPrediction(Resource):
     @property
     def done(self) -> bool:
         return self.status in TERMINAL_STATUSES
+    positive: dict[str, bool] = Field(default_factory=dict)  # at the version's promoted operating point
+    operating_point: dict[str, Any] | None = None  # {name, thresholds}
+    calibration: str = "none"  # "temperature": probabilities are temperature-scaled
 
 
 # --- pages ----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -232,6 +233,10 @@ _MANIFEST_KEYS = (_ADAPTER_KEYS - {"adapter_sha256"}) | {
     "id", "model", "version", "adapter", "thresholds_source", "test_metrics", "checkpoint_metric", "split",
     "dataset", "mlflow_run_id",
 }  # fmt: skip
+# Added to medtune-model/1 with defaults (older manifests load as "no calibration, Youden's point").
+_MANIFEST_OPTIONAL = frozenset({"evaluation", "calibration", "operating_point"})
+CALIBRATIONS = ("none", "temperature")
+NO_CALIBRATION: Mapping[str, Any] = {"method": "none"}
 
 
 @dataclass(frozen=True)
@@ -254,10 +259,47 @@ class ModelManifest:
     dataset_version_id: str | None
     mlflow_run_id: str | None
     evaluation: Mapping[str, Any] | None = field(default=None)
+    # {"method": "none"} or {"method": "temperature", "temperatures": {label: T}, "fitted_on": ...}: T per
+    # label fitted on validation; serving divides the logits by T before the sigmoid.
+    calibration: Mapping[str, Any] = field(default_factory=lambda: dict(NO_CALIBRATION))
+    # {"name", "thresholds": {label: t}, "chosen_on"}: the operating point chosen at promotion, its
+    # thresholds on the uncalibrated probabilities; predictions' `positive` follows it. None: Youden's.
+    operating_point: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        method = self.calibration.get("method")
+        if method not in CALIBRATIONS:
+            raise ArtifactError(f"calibration.method {method!r} is not one of {', '.join(CALIBRATIONS)}")
+        if method == "temperature" and any(float(t) <= 0 for t in self.temperatures().values()):
+            raise ArtifactError("calibration temperatures must be positive")
 
     @property
     def ref(self) -> str:
         return f"{self.model}:{self.version}"
+
+    def temperatures(self) -> dict[str, float]:
+        """T per label (1.0 where none was fitted, or with calibration off)."""
+        on = self.calibration.get("method") == "temperature"
+        fitted = (self.calibration.get("temperatures") or {}) if on else {}
+        return {label: float(fitted.get(label, 1.0)) for label in self.adapter.labels}
+
+    def served_threshold(self, label: str, threshold: float) -> float:
+        """A threshold on the uncalibrated probability, on the scale serving returns: the same decisions,
+        since sigmoid(z / T) is monotonic in z."""
+        t = self.temperatures().get(label, 1.0)
+        if t == 1.0:
+            return threshold
+        p = min(max(threshold, 1e-7), 1 - 1e-7)
+        return 1.0 / (1.0 + math.exp(-math.log(p / (1 - p)) / t))
+
+    def positive_thresholds(self) -> tuple[str, dict[str, float]]:
+        """(operating point name, its threshold per label on the served scale) for `positive`."""
+        point = self.operating_point or {"name": "youden", "thresholds": {}}
+        chosen = point.get("thresholds") or {}
+        return str(point["name"]), {
+            label: self.served_threshold(label, float(chosen.get(label, self.adapter.threshold(label))))
+            for label in self.adapter.labels
+        }
 
     def evaluated(self, evaluation: Mapping[str, Any]) -> ModelManifest:
         """The manifest once the infer worker evaluated the version (registry.evaluate)."""
@@ -283,11 +325,13 @@ class ModelManifest:
         }  # fmt: skip
         if self.evaluation is not None:
             d["evaluation"] = dict(self.evaluation)
+        d["calibration"] = dict(self.calibration)
+        d["operating_point"] = None if self.operating_point is None else dict(self.operating_point)
         return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ModelManifest:
-        _keys(d, "model manifest", _MANIFEST_KEYS, frozenset({"evaluation"}))
+        _keys(d, "model manifest", _MANIFEST_KEYS, _MANIFEST_OPTIONAL)
         _format(d, MODEL_FORMAT)
         _keys(d["adapter"], "model manifest adapter", {"files", "prefix"})
         adapter = AdapterConfig._parse(d, str(d["adapter"]["files"][ADAPTER_FILE]), str(d["job_id"]),
@@ -307,6 +351,8 @@ class ModelManifest:
             dataset_version_id=d["dataset"]["version_id"],
             mlflow_run_id=d["mlflow_run_id"],
             evaluation=d.get("evaluation"),
+            calibration=dict(d.get("calibration") or NO_CALIBRATION),
+            operating_point=d.get("operating_point"),
         )
 
     @classmethod

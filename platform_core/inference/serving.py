@@ -45,6 +45,8 @@ def source_for(manifest: ModelManifest, store: ObjectStore) -> AdapterSource:
     image_size = adapter.preprocessing.image_size
     method = adapter.method
     lora = LoraSpec(method.r, method.alpha, adapter.lora_targets) if method.type == "lora" else None
+    on = manifest.calibration.get("method") == "temperature"
+    temperatures = tuple(manifest.temperatures()[label] for label in adapter.labels) if on else None
 
     def load_state() -> dict[str, torch.Tensor]:
         from safetensors.torch import load
@@ -83,6 +85,7 @@ def source_for(manifest: ModelManifest, store: ObjectStore) -> AdapterSource:
         lora=lora,
         load_state=load_state,
         load_base=load_base,
+        temperatures=temperatures,
     )
 
 
@@ -114,7 +117,10 @@ def evict(version_id: str) -> None:
 
 def _prediction(manifest: ModelManifest, probs: np.ndarray) -> dict[str, Any]:
     labels = manifest.adapter.labels
-    thresholds = {label: manifest.adapter.threshold(label) for label in labels}
+    thresholds = {n: manifest.served_threshold(n, manifest.adapter.threshold(n)) for n in labels}
+    point, at = manifest.positive_thresholds()
+    """Probabilities (temperature-scaled when the version says so); `predicted` at Youden's thresholds and
+    `positive` at the promoted operating point's, both on the scale of the probabilities returned."""
     probabilities = {label: float(p) for label, p in zip(labels, probs.tolist(), strict=True)}
     return {
         "probabilities": probabilities,
@@ -122,6 +128,9 @@ def _prediction(manifest: ModelManifest, probs: np.ndarray) -> dict[str, Any]:
         "thresholds": thresholds,
     }
 
+        "positive": {label: probabilities[label] >= at[label] for label in labels},
+        "operating_point": {"name": point, "thresholds": at},
+        "calibration": str(manifest.calibration.get("method", "none")),
 
 def predict(
     settings: Settings,

@@ -17,6 +17,10 @@ class ModelCreate(BaseModel):
     job_id: str
     name: str = Field(pattern=NAME_PATTERN)
     checkpoint: Literal["best"] | int = "best"
+    # Decides predictions' `positive`: youden, sensitivity_0.90, specificity_0.95, ... chosen on validation.
+    operating_point: str = Field("youden", max_length=40)
+    # "temperature": serve temperature-scaled probabilities (T per label fitted on validation).
+    calibration: Literal["temperature", "none"] = "none"
 
 
 class AliasSet(BaseModel):
@@ -75,6 +79,9 @@ class Prediction(BaseModel):
     probabilities: dict[str, float]
     predicted: dict[str, bool]
     thresholds: dict[str, float]
+    positive: dict[str, bool] = Field(default_factory=dict)  # at the version's operating point
+    operating_point: dict[str, Any] | None = None  # {name, thresholds} on the returned probabilities' scale
+    calibration: str = "none"  # "temperature": the probabilities are temperature-scaled
     heatmap_png_base64: str | None = None
 
 
