@@ -86,6 +86,31 @@ class LoopOutcome:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class _Progress:
+    """Early stopping's bookkeeping across epochs; saved in every checkpoint."""
+
+    best_value: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    next_epoch: int = 1
+
+    def record(self, epoch: int, monitored: float, mode: str, flat: dict[str, float]) -> bool:
+        """Add the epoch's metrics; True when it improved on the best so far."""
+        best = self.best_value
+        improved = best is None or (monitored > best if mode == "max" else monitored < best)
+        if improved:
+            self.best_value, self.best_epoch, self.bad_epochs = monitored, epoch, 0
+        else:
+            self.bad_epochs += 1
+        self.history.append({"epoch": epoch, **flat})
+        return improved
+
+    def outcome(self, status: str, epochs_run: int) -> LoopOutcome:
+        return LoopOutcome(status, self.best_epoch, self.best_value, epochs_run, self.history)
+
+
 class Batches(Protocol):
     """What the loop iterates: (x, y) batches, a length, and the generator reseeded each epoch."""
 
@@ -197,68 +222,90 @@ class Trainer:
         self.scheduler = cosine_with_warmup(
             self.optimizer, int(round(cfg.warmup_epochs * steps)), max(1, cfg.epochs * steps)
         )
-        mode = CHECKPOINT_METRICS[cfg.checkpoint_metric]
-        best_value: float | None = None
-        best_epoch: int | None = None
-        bad_epochs = 0
-        start_epoch = 1
-        history: list[dict[str, Any]] = []
-        if resume is not None:
-            load_trainable_state(self.model, resume.weights)
-            self.optimizer.load_state_dict(resume.state["optimizer"])
-            self.scheduler.load_state_dict(resume.state["scheduler"])
-            if resume.state.get("scaler"):
-                self.scaler.load_state_dict(resume.state["scaler"])
-            set_rng_state(resume.state["rng"])
-            loop = resume.state["loop"]
-            best_value, best_epoch, bad_epochs = loop["best_value"], loop["best_epoch"], loop["bad_epochs"]
-            history = list(loop.get("history", []))
-            start_epoch = resume.epoch + 1
+        progress = self._resume(resume) if resume is not None else _Progress()
         self.model.train()
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            # The shuffle order depends on (seed, epoch) only, so a resumed run sees the same batches.
-            if train_loader.generator is not None:
-                train_loader.generator.manual_seed(cfg.seed * 1000 + epoch)
+        for epoch in range(progress.next_epoch, cfg.epochs + 1):
             started = time.perf_counter()
-            losses: list[torch.Tensor] = []
-            seen = 0
-            for step, (x, y) in enumerate(train_loader, start=1):
-                if hooks.should_stop():
-                    return LoopOutcome("cancelled", best_epoch, best_value, epoch - 1, history)
-                losses.append(self.train_step(x, y))
-                seen += len(x)
-                hooks.on_step(epoch, step, steps)
-            train_loss = float(torch.stack(losses).mean()) if losses else math.nan
+            trained = self._train_epoch(train_loader, epoch, hooks)
+            if trained is None:
+                return progress.outcome("cancelled", epoch - 1)
+            train_loss, seen = trained
             train_seconds = time.perf_counter() - started
-            y_true, y_prob, val_loss = self.predict(val_loader)
-            detail = M.compute(y_true, y_prob, self.label_names)
-            flat = {"train_loss": train_loss, "val_loss": val_loss, **M.flat(detail, "val")}
-            flat["learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
-            monitored = flat.get(cfg.checkpoint_metric, math.nan)
-            if math.isnan(monitored) and cfg.checkpoint_metric != "val_loss":
-                monitored = -val_loss  # a validation split with one class has no AUROC: fall back to loss
-            improved = best_value is None or (
-                monitored > best_value if mode == "max" else monitored < best_value
-            )
-            if improved:
-                best_value, best_epoch, bad_epochs = monitored, epoch, 0
-            else:
-                bad_epochs += 1
-            history.append({"epoch": epoch, **flat})
+            flat, detail, monitored = self._validate(val_loader, train_loss)
+            improved = progress.record(epoch, monitored, CHECKPOINT_METRICS[cfg.checkpoint_metric], flat)
             result = EpochResult(
-                epoch, train_loss, flat, detail, monitored, improved, time.perf_counter() - started,
-                seen / train_seconds if train_seconds > 0 else 0.0,
-            )  # fmt: skip
-            state = {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-                "rng": rng_state(),
-                "loop": {"best_value": best_value, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                         "history": history},
-            }  # fmt: skip
-            hooks.on_epoch(result, Checkpoint(epoch, trainable_state(self.model), state))
+                epoch=epoch,
+                train_loss=train_loss,
+                metrics=flat,
+                detail=detail,
+                monitored=monitored,
+                is_best=improved,
+                seconds=time.perf_counter() - started,
+                images_per_second=seen / train_seconds if train_seconds > 0 else 0.0,
+            )
+            hooks.on_epoch(result, Checkpoint(epoch, trainable_state(self.model), self._state(progress)))
             patience = cfg.early_stopping_patience
-            if patience is not None and bad_epochs >= patience and epoch < cfg.epochs:
-                return LoopOutcome("early_stopped", best_epoch, best_value, epoch, history)
-        return LoopOutcome("completed", best_epoch, best_value, cfg.epochs, history)
+            if patience is not None and progress.bad_epochs >= patience and epoch < cfg.epochs:
+                return progress.outcome("early_stopped", epoch)
+        return progress.outcome("completed", cfg.epochs)
+
+    def _resume(self, resume: Checkpoint) -> _Progress:
+        """Weights, optimiser, schedule, scaler and random state as the checkpoint left them."""
+        load_trainable_state(self.model, resume.weights)
+        self.optimizer.load_state_dict(resume.state["optimizer"])
+        self.scheduler.load_state_dict(resume.state["scheduler"])
+        if resume.state.get("scaler"):
+            self.scaler.load_state_dict(resume.state["scaler"])
+        set_rng_state(resume.state["rng"])
+        loop = resume.state["loop"]
+        return _Progress(
+            best_value=loop["best_value"],
+            best_epoch=loop["best_epoch"],
+            bad_epochs=loop["bad_epochs"],
+            history=list(loop.get("history", [])),
+            next_epoch=resume.epoch + 1,
+        )
+
+    def _train_epoch(self, train_loader: Batches, epoch: int, hooks: Hooks) -> tuple[float, int] | None:
+        """(mean training loss, images seen), or None when the run was cancelled during the epoch."""
+        # The shuffle order depends on (seed, epoch) only, so a resumed run sees the same batches.
+        if train_loader.generator is not None:
+            train_loader.generator.manual_seed(self.cfg.seed * 1000 + epoch)
+        steps = len(train_loader)
+        losses: list[torch.Tensor] = []
+        seen = 0
+        for step, (x, y) in enumerate(train_loader, start=1):
+            if hooks.should_stop():
+                return None
+            losses.append(self.train_step(x, y))
+            seen += len(x)
+            hooks.on_step(epoch, step, steps)
+        return (float(torch.stack(losses).mean()) if losses else math.nan), seen
+
+    def _validate(
+        self, val_loader: Batches, train_loss: float
+    ) -> tuple[dict[str, float], dict[str, Any], float]:
+        """(flat metrics, metrics.compute() detail, the monitored value) on the validation split."""
+        y_true, y_prob, val_loss = self.predict(val_loader)
+        detail = M.compute(y_true, y_prob, self.label_names)
+        flat = {"train_loss": train_loss, "val_loss": val_loss, **M.flat(detail, "val")}
+        flat["learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
+        monitored = flat.get(self.cfg.checkpoint_metric, math.nan)
+        if math.isnan(monitored) and self.cfg.checkpoint_metric != "val_loss":
+            monitored = -val_loss  # a validation split with one class has no AUROC: fall back to loss
+        return flat, detail, monitored
+
+    def _state(self, progress: _Progress) -> dict[str, Any]:
+        """Everything but the weights that a resumed run needs to continue as if never stopped."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "rng": rng_state(),
+            "loop": {
+                "best_value": progress.best_value,
+                "best_epoch": progress.best_epoch,
+                "bad_epochs": progress.bad_epochs,
+                "history": progress.history,
+            },
+        }
