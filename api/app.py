@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.deps import authenticate_first
+from api.forward import InferenceTier
 from api.limits import Limits
 from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from api.openapi import document_errors
@@ -50,9 +51,13 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.medtune = state or build_state(settings)
+        # The deployed mode: predictions go to the inference tier over one async client (api.forward).
+        app.state.inference_tier = InferenceTier.from_settings(settings)
         try:
             yield
         finally:
+            if app.state.inference_tier is not None:
+                await app.state.inference_tier.aclose()
             if state is None:
                 app.state.medtune.engine.dispose()
 

@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     inference_bf16: bool = False
     batch_window_ms: float = 5.0
     max_batch_size: int = 32
+    # The deployed mode's inference tier (`medtune serve` replicas): comma-separated base URLs. Set, the
+    # API forwards predictions there (routed by base model: platform_core.inference.routing) and loads
+    # no model itself; unset, it serves in process. A token, when set, is what the API sends and the
+    # tier requires (Bearer); keep the tier on a private network either way.
+    inference_urls: str = ""
+    inference_timeout_s: float = Field(default=120.0, gt=0)
+    inference_token: str | None = None
     # The alias gate (platform_core.evaluation.compare): set, a version takes an alias only if its test
     # AUROC is shown non-inferior to the holder's by DeLong's test (lower 95% CI bound of the difference
     # above -margin, per label); unset, the gate compares point AUROCs.
@@ -118,6 +125,10 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         assert self.database_url is not None
         return self.database_url
+
+    @property
+    def inference_nodes(self) -> list[str]:
+        return [u.strip().rstrip("/") for u in self.inference_urls.split(",") if u.strip()]
 
     @property
     def broker_folder(self) -> Path:

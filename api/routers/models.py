@@ -11,6 +11,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Respons
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
+from api import forward
 from api.deps import AuditDep, JsonOnly, SessionDep, StateDep, require
 from api.limits import LimitsDep
 from api.pagination import Page
@@ -179,20 +180,26 @@ def set_alias(
 
 @router.post("/{ref}/predict", response_model=PredictOut, openapi_extra={"requestBody": PREDICT_REQUEST_BODY})
 async def predict(
-    ref: str, request: Request, state: StateDep, principal: Caller, limits: LimitsDep, explain: bool = False,
+    ref: str, request: Request, state: StateDep, principal: Caller, limits: LimitsDep, tier: forward.TierDep,
+    explain: bool = False,
     fmt: Annotated[Literal["json", "sr"], Query(alias="format", description=SR_FORMAT)] = "json",
 ) -> Any:  # fmt: skip
     """Probabilities for each image. Only the body's bytes are awaited here: the model lookup,
     decoding and the model run in the threadpool. A key has at most N requests here at once, from
-    the first byte of the body read to the answer (429 past that), which also bounds its memory."""
+    the first byte of the body read to the answer (429 past that), which also bounds its memory.
+    In the deployed mode (MEDTUNE_INFERENCE_URLS) the inference tier runs the model (api.forward)."""
     media_type(request.headers.get("content-type", ""))  # 415 before the body is read
     if fmt == "sr":
         pacs_sr.check_request(request.headers.get("content-type", ""))
     with limits.predictions.hold(principal.key_id):
         raw = await request.body()
         model, number, manifest = await run_in_threadpool(_serving_version, state, principal.project_id, ref)
-        predictions = await run_in_threadpool(_predict, state, request.headers["content-type"], raw,
-                                              manifest, explain)  # fmt: skip
+        content_type = request.headers["content-type"]
+        if tier is None:
+            predictions = await run_in_threadpool(_predict, state, content_type, raw, manifest, explain)
+        else:
+            body = await run_in_threadpool(forward.payload, state, content_type, raw, manifest, explain)
+            predictions = await tier.predict(manifest, body)
     if fmt == "sr":
         report = await run_in_threadpool(pacs_sr.for_request, raw, f"{model}:{number}", predictions)
         return Response(report, media_type="application/dicom")

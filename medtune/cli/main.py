@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+import medtune.cli.serve_command as serve_command
 from medtune.cli import client_commands, pacs_commands, server
 
 app = typer.Typer(no_args_is_help=True, help="medtune: fine-tune and serve medical-imaging models.")
@@ -12,6 +13,7 @@ app.add_typer(server.admin_app, name="admin")
 app.command("up")(server.up)
 app.command("worker")(server.worker)
 app.command("dicom")(server.dicom)
+app.command("serve")(serve_command.serve)
 client_commands.register(app)
 pacs_commands.register(app)
 

@@ -106,6 +106,8 @@ def loaded(version_id: str) -> bool:
 
 
 def warm(settings: Settings, store: ObjectStore, manifest: ModelManifest) -> None:
+    if settings.inference_nodes:
+        return  # the deployed mode: the inference tier serves (and loads on first use); no torch here
     engine(settings).load(source_for(manifest, store))
 
 

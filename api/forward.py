@@ -1,0 +1,112 @@
+"""The deployed mode's predict path: with MEDTUNE_INFERENCE_URLS set, the API decodes a request's
+images and sends them with the version's manifest to the inference tier (`medtune serve` replicas,
+inference_server), and returns the tier's predictions unchanged.
+
+Routing is stable per base model (a consistent-hash ring, platform_core.inference.routing), so every
+API replica sends a base's versions to the same tier replica, where they stay hot; a replica that
+cannot be reached hands its keys to the next one on the ring. The tier's 4xx come back with their own
+status and body; a tier that cannot be reached, times out or fails answers 503 in the platform's
+shape, never a 500. One async client, built in the lifespan, serves every request: a request holds
+no thread while it waits on the network. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, Request
+
+from api.predict_bodies import decode_bodies
+from api.state import AppState
+from platform_core.artifacts import ModelManifest
+from platform_core.config import Settings
+from platform_core.errors import PlatformError
+from platform_core.inference import wire
+from platform_core.inference.routing import Ring, base_key
+
+log = logging.getLogger("medtune.api")
+
+
+class TierUnavailable(PlatformError):
+    status_code = 503
+    type = "service_unavailable_error"
+
+
+class TierRefused(PlatformError):
+    """A 4xx the tier answered, rendered again in the same shape (the one error handler does it)."""
+
+    def __init__(self, status: int, type_: str, message: str, param: str | None) -> None:
+        super().__init__(message, status, param)
+        self.type = type_
+
+
+class InferenceTier:
+    def __init__(self, nodes: list[str], timeout_s: float, token: str | None) -> None:
+        self.ring = Ring.build(nodes)
+        self.timeout_s = timeout_s
+        self.headers = {"Content-Type": wire.MEDIA_TYPE}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        # Connecting is quick or the replica is down: fail over fast; the model run may take a while.
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> InferenceTier | None:
+        nodes = settings.inference_nodes
+        return cls(nodes, settings.inference_timeout_s, settings.inference_token) if nodes else None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def predict(self, manifest: ModelManifest, payload: bytes) -> list[dict[str, Any]]:
+        """The tier's predictions for a wire payload, from the base's replica (its successor if down)."""
+        for node in self.ring.order(base_key(manifest)):
+            try:
+                response = await self.client.post(f"{node}/v1/predict", content=payload, headers=self.headers)
+            except httpx.ConnectError as exc:
+                log.warning("inference replica %s cannot be reached: %s", node, exc)
+                continue  # nothing was sent: the next replica may answer
+            except httpx.TimeoutException:
+                log.warning("inference replica %s did not answer in %ss", node, self.timeout_s)
+                message = f"the inference tier did not answer within {self.timeout_s:g} s"
+                raise TierUnavailable(message) from None
+            except httpx.HTTPError as exc:
+                log.warning("inference replica %s failed mid-request: %s", node, exc)
+                raise TierUnavailable("the inference tier dropped the request; retry it") from None
+            return _answer(node, response)
+        raise TierUnavailable("no inference tier replica can be reached (MEDTUNE_INFERENCE_URLS)")
+
+
+def _answer(node: str, response: httpx.Response) -> list[dict[str, Any]]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code == 200 and isinstance(body, dict) and isinstance(body.get("predictions"), list):
+        predictions: list[dict[str, Any]] = body["predictions"]
+        return predictions
+    error = body.get("error") if isinstance(body, dict) else None
+    if 400 <= response.status_code < 500 and isinstance(error, dict) and "message" in error:
+        type_, message = str(error.get("type")), str(error["message"])
+        raise TierRefused(response.status_code, type_, message, error.get("param"))
+    log.warning("inference replica %s answered HTTP %s", node, response.status_code)
+    raise TierUnavailable(f"the inference tier failed (HTTP {response.status_code}); retry later")
+
+
+def payload(state: AppState, content_type: str, raw: bytes, manifest: ModelManifest, explain: bool) -> bytes:
+    """The tier's request body (in a worker thread: decoding copies the images)."""
+    bodies = decode_bodies(content_type, raw, state.settings.max_predict_instances)
+    return wire.encode(manifest, bodies, explain)
+
+
+def get_tier(request: Request) -> InferenceTier | None:
+    tier: InferenceTier | None = getattr(request.app.state, "inference_tier", None)
+    return tier
+
+
+TierDep = Annotated[InferenceTier | None, Depends(get_tier)]

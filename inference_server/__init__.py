@@ -1,0 +1,1 @@
+"""The inference tier: `medtune serve`, the serving engine behind HTTP for the deployed mode."""
