@@ -15,12 +15,15 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from platform_core.errors import BadRequest, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 SPOOL_BYTES = 1024 * 1024
 
@@ -65,6 +68,67 @@ class Part:
         return self.file.read()
 
 
+class _Collector:
+    """The parser's callbacks: one Part at a time, handed to on_part as it ends, then closed."""
+
+    def __init__(self, on_part: Callable[[Part], None], max_parts: int) -> None:
+        self.on_part = on_part
+        self.max_parts = max_parts
+        self.current: Part | None = None
+        self.name, self.value = bytearray(), bytearray()
+        self.ended = False
+        self.count = 0
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+            "on_end": self.on_end,
+        }
+
+    def on_part_begin(self) -> None:
+        self.count += 1
+        if self.count > self.max_parts:
+            raise PayloadTooLarge(
+                f"the body has more than {self.max_parts} parts (MEDTUNE_MAX_MULTIPART_PARTS): "
+                "send the rest in another request (parts already ingested stay)"
+            )
+        self.current = Part()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.name.extend(data[start:end])
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.value.extend(data[start:end])
+
+    def on_header_end(self) -> None:
+        assert self.current is not None
+        self.current.headers[self.name.decode("latin-1").strip().lower()] = bytes(self.value).strip()
+        self.name.clear()
+        self.value.clear()
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        assert self.current is not None
+        self.current.file.write(data[start:end])
+        self.current.size += end - start
+
+    def on_part_end(self) -> None:
+        part, self.current = self.current, None
+        assert part is not None
+        try:
+            part.file.seek(0)
+            self.on_part(part)
+        finally:
+            part.file.close()
+
+    def on_end(self) -> None:
+        self.ended = True
+
+
 def stream_parts(
     boundary: bytes,
     blocks: Iterable[bytes],
@@ -78,64 +142,8 @@ def stream_parts(
     PayloadTooLarge (the parts already handed over stay handed over: the caller decides what becomes
     of them). Errors raised by on_part propagate unchanged.
     """
-    current: Part | None = None
-    name, value = bytearray(), bytearray()
-    ended = False
-    count = 0
-
-    def on_part_begin() -> None:
-        nonlocal current, count
-        count += 1
-        if count > max_parts:
-            raise PayloadTooLarge(
-                f"the body has more than {max_parts} parts (MEDTUNE_MAX_MULTIPART_PARTS): "
-                "send the rest in another request (parts already ingested stay)"
-            )
-        current = Part()
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        name.extend(data[start:end])
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        value.extend(data[start:end])
-
-    def on_header_end() -> None:
-        assert current is not None
-        current.headers[name.decode("latin-1").strip().lower()] = bytes(value).strip()
-        name.clear()
-        value.clear()
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        assert current is not None
-        current.file.write(data[start:end])
-        current.size += end - start
-
-    def on_part_end() -> None:
-        nonlocal current
-        part, current = current, None
-        assert part is not None
-        try:
-            part.file.seek(0)
-            on_part(part)
-        finally:
-            part.file.close()
-
-    def on_end() -> None:
-        nonlocal ended
-        ended = True
-
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-            "on_end": on_end,
-        },
-    )
+    collector = _Collector(on_part, max_parts)
+    parser = MultipartParser(boundary, collector.callbacks())
     try:
         for block in blocks:
             try:
@@ -145,8 +153,8 @@ def stream_parts(
             if on_block_end is not None:
                 on_block_end()
         parser.finalize()
-        if not ended:
+        if not collector.ended:
             raise BadRequest("the multipart body ends before its closing boundary")
     finally:
-        if current is not None:
-            current.file.close()
+        if collector.current is not None:
+            collector.current.file.close()

@@ -115,12 +115,19 @@ def problems(
     rows: Sequence[ImageRow], assignment: Mapping[str, str], fractions: Fractions | None = None
 ) -> list[str]:
     """Every reason to refuse this split, each with its counts and what to change; [] when sound."""
-    out: list[str] = []
     unassigned = [r.image_id for r in rows if assignment.get(r.image_id) not in SPLITS]
     if unassigned:
-        out.append(f"{len(unassigned)} image(s) have no split: {_listed(sorted(unassigned))}")
-        return out
+        return [f"{len(unassigned)} image(s) have no split: {_listed(sorted(unassigned))}"]
+    counts = count(rows, assignment)
+    return [
+        *_leaks(rows, assignment),
+        *_empty_splits(rows, counts, fractions),
+        *_label_shortfalls(rows, counts, fractions),
+    ]
 
+
+def _leaks(rows: Sequence[ImageRow], assignment: Mapping[str, str]) -> list[str]:
+    out: list[str] = []
     leaks = patient_leaks(rows, assignment)
     if leaks:
         out.append(
@@ -133,34 +140,47 @@ def problems(
             f"{len(dupes)} pixel-identical image set(s) straddle splits: {_listed(dupes)}; "
             "put the duplicates in one split or remove them"
         )
+    return out
 
-    counts = count(rows, assignment)
+
+def _expected(fractions: Fractions | None, split: str, n: int) -> str:
+    """What a seeded split's fraction would give the split out of n ("" for an uploaded column)."""
+    if fractions is None:
+        return ""
+    f = dict(zip(SPLITS, fractions.as_tuple(), strict=True))[split]
+    return f"; at {split} fraction {float(f):g} its share of {n} is {float(f * n):.2f}"
+
+
+def _empty_splits(
+    rows: Sequence[ImageRow], counts: dict[str, dict[str, Any]], fractions: Fractions | None
+) -> list[str]:
     total_patients = len({r.patient_pseudonym for r in rows})
-
-    def expected(split: str, n: int) -> str:
-        if fractions is None:
-            return ""
-        f = dict(zip(SPLITS, fractions.as_tuple(), strict=True))[split]
-        return f"; at {split} fraction {float(f):g} its share of {n} is {float(f * n):.2f}"
-
-    seeded = fractions is not None
     remedy = (
         "add patients or raise fractions.{split}"
-        if seeded
+        if fractions is not None
         else "mark some patients' studies '{split}' in the split column"
     )
-    label_remedy = "raise fractions.{split}" if seeded else "mark some of its positive patients '{split}'"
-    for split in SPLITS:
-        if counts[split]["images"] == 0:
-            out.append(
-                f"{split} would hold 0 images (dataset version: {total_patients} patient(s), "
-                f"{len(rows)} image(s){expected(split, total_patients)}); {remedy.format(split=split)}"
-            )
+    return [
+        f"{split} would hold 0 images (dataset version: {total_patients} patient(s), "
+        f"{len(rows)} image(s){_expected(fractions, split, total_patients)}); {remedy.format(split=split)}"
+        for split in SPLITS
+        if counts[split]["images"] == 0
+    ]
+
+
+def _label_shortfalls(
+    rows: Sequence[ImageRow], counts: dict[str, dict[str, Any]], fractions: Fractions | None
+) -> list[str]:
+    """A label without a positive patient in a split that holds images."""
+    remedy = (
+        "raise fractions.{split}" if fractions is not None else "mark some of its positive patients '{split}'"
+    )
     positive_totals: dict[str, set[str]] = {}
     for r in rows:
         for name, value in r.labels.items():
             if value == 1:
                 positive_totals.setdefault(name, set()).add(r.patient_pseudonym)
+    out: list[str] = []
     for name in label_names(rows):
         positives = {s: counts[s]["labels"][name]["positive_patients"] for s in SPLITS}
         total = len(positive_totals.get(name, ()))
@@ -169,8 +189,8 @@ def problems(
             per_split = ", ".join(f"{s} {positives[s]}" for s in SPLITS)
             out.append(
                 f"label '{name}' has no positive patient in {split} (positive patients: {per_split}; "
-                f"{total} in all{expected(split, total)}); add studies positive for '{name}', "
-                f"{label_remedy.format(split=split)}, or drop the label"
+                f"{total} in all{_expected(fractions, split, total)}); add studies positive for '{name}', "
+                f"{remedy.format(split=split)}, or drop the label"
             )
     return out
 
