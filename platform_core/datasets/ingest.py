@@ -3,7 +3,9 @@
 Identified bytes exist only in the caller's memory (or its private spool file); what reaches the
 object store and the database is already de-identified. An Ingestor carries what one upload request
 shares across its files (options, filters, the de-identifier, studies already seen) and queues the
-pixel work in chunks once the files are recorded.
+pixel work in chunks once the files are recorded. The worker's side of that work reads and records
+here (pending_pixels, record_pixels, leftovers) and builds the caches in between, outside any
+transaction (platform_core.datasets.pixel_caches; its names are re-exported here).
 """
 
 from __future__ import annotations
@@ -12,9 +14,7 @@ import contextlib
 import io
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -23,11 +23,15 @@ from sqlalchemy.orm import Session
 
 from platform_core.datasets import deid_report, repository
 from platform_core.datasets.models import Dataset
+from platform_core.datasets.pixel_caches import PixelJob as PixelJob
+from platform_core.datasets.pixel_caches import PixelResult as PixelResult
+from platform_core.datasets.pixel_caches import Puts as Puts
+from platform_core.datasets.pixel_caches import build_caches as build_caches
 from platform_core.datasets.schemas import DatasetOptions
 from platform_core.db import outbox
-from platform_core.dicom import burned_in, cache, pixels
+from platform_core.dicom import burned_in
 from platform_core.dicom.deid import Deidentifier
-from platform_core.dicom.read import DEFAULT_CAPS, Caps, Rejected, load, parse
+from platform_core.dicom.read import DEFAULT_CAPS, Caps, Rejected, parse
 from platform_core.dicom.validate import Filters, check
 from platform_core.ids import new_id
 from platform_core.storage import ObjectStore
@@ -36,54 +40,13 @@ from platform_core.tasks import PROCESS_IMAGE
 TASK = PROCESS_IMAGE
 DICOM_TYPE = "application/dicom"
 PREAMBLE = b"\x00" * 128
+log = logging.getLogger("medtune.ingest")
 # Image ids per pixel task: one message and one worker commit per chunk instead of per image, while
 # a big upload still spreads over many workers.
-log = logging.getLogger("medtune.ingest")
 TASK_CHUNK = 32
 # A request that commits as it goes (checkpoint(hold_tasks=True)) sends full chunks at each commit; the
 # images left over wait for a later commit, and go with the first one after they have waited this long.
 HOLD_TASKS_S = 2.0
-# Object writes in flight per request or task: each is durable (fsync, or an S3 PUT) before the
-# transaction that references it commits, but they overlap the CPU work on the next file.
-PUT_THREADS = 4
-MAX_PENDING_PUTS = 8
-
-
-class Puts:
-    """Object writes in a few threads, at most MAX_PENDING_PUTS held in memory; wait() before commit."""
-
-    def __init__(self, store: ObjectStore) -> None:
-        self.store = store
-        self.pool: ThreadPoolExecutor | None = None
-        self.pending: deque[Future[int]] = deque()
-
-    def put(self, key: str, data: bytes, content_type: str) -> None:
-        if self.pool is None:
-            self.pool = ThreadPoolExecutor(PUT_THREADS, thread_name_prefix="medtune-put")
-        while len(self.pending) >= MAX_PENDING_PUTS:
-            self.pending.popleft().result()
-        self.pending.append(self.pool.submit(self.store.put_bytes, key, data, content_type))
-
-    def __enter__(self) -> Puts:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def wait(self) -> None:
-        """Every write so far is stored; the first failure raises (and fails the transaction)."""
-        while self.pending:
-            self.pending.popleft().result()
-
-    def settle(self) -> None:
-        """Every write so far has ended, stored or failed (nothing raised): before a cleanup."""
-        while self.pending:
-            self.pending.popleft().exception()
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
-            self.pool = None
 
 
 @dataclass(frozen=True)
@@ -115,9 +78,14 @@ class Ingestor:
     """
 
     def __init__(
-        self, session: Session, store: ObjectStore, secret: str, dataset: Dataset,
-        commit: Callable[[], None] | None = None, caps: Caps = DEFAULT_CAPS,
-    ) -> None:  # fmt: skip
+        self,
+        session: Session,
+        store: ObjectStore,
+        secret: str,
+        dataset: Dataset,
+        commit: Callable[[], None] | None = None,
+        caps: Caps = DEFAULT_CAPS,
+    ) -> None:
         self.session = session
         self.caps = caps
         self.commit = commit
@@ -192,9 +160,13 @@ class Ingestor:
     def reject(self, reason: str, source: str = "dicom", message: str | None = None) -> Outcome:
         image_id = new_id("img")
         repository.insert_image_row(
-            self.session, id=image_id, dataset_id=self.dataset.id, source=source, status="rejected",
+            self.session,
+            id=image_id,
+            dataset_id=self.dataset.id,
+            source=source,
+            status="rejected",
             reason=reason,
-        )  # fmt: skip
+        )
         return Outcome("rejected", reason, image_id, message)
 
     def study(self, study_key_hmac: str, **values: Any) -> str:
@@ -208,9 +180,14 @@ class Ingestor:
         """Record the image (the unique constraint decides duplicates), then store its bytes."""
         image_id = new_id("img")
         if not repository.insert_image_row(
-            self.session, id=image_id, dataset_id=self.dataset.id, status="queued", dicom_key=key,
-            size_bytes=len(data), **row,
-        ):  # fmt: skip
+            self.session,
+            id=image_id,
+            dataset_id=self.dataset.id,
+            status="queued",
+            dicom_key=key,
+            size_bytes=len(data),
+            **row,
+        ):
             self.duplicates += 1
             return Outcome("duplicate")
         # The key derives from the pseudonymous instance UID: a retried upload rewrites the same object.
@@ -328,31 +305,6 @@ def process_images(
     return [statuses.get(i, jobs[i].status if i in jobs else None) for i in image_ids]
 
 
-@dataclass(frozen=True)
-class PixelJob:
-    image_id: str
-    dataset_id: str
-    source: str
-    status: str
-    dicom_key: str | None
-    cache_size: int
-    screen: tuple[str, ...] = ()  # keyed hashes for the burned-in text screen; empty: no screen
-
-    @property
-    def pending(self) -> bool:
-        return self.status == "queued" and self.dicom_key is not None
-
-
-@dataclass(frozen=True)
-class PixelResult:
-    image_id: str
-    status: str  # accepted | rejected
-    reason: str | None = None
-    cache_key: str | None = None
-    pixel_sha256: str | None = None
-    delete_key: str | None = None  # a rejected image's stored file, removed once this is recorded
-
-
 def pending_pixels(session: Session, image_ids: Sequence[str]) -> dict[str, PixelJob]:
     """What the pixel work needs, read in one query, as plain values (no open rows to hold)."""
     images = repository.images_by_id(session, image_ids)
@@ -363,23 +315,16 @@ def pending_pixels(session: Session, image_ids: Sequence[str]) -> dict[str, Pixe
             dataset = session.get(Dataset, image.dataset_id)
             assert dataset is not None
             sizes[image.dataset_id] = options_of(dataset).cache_size
-        jobs[image.id] = PixelJob(image.id, image.dataset_id, image.source, image.status, image.dicom_key,
-                                  sizes[image.dataset_id], tuple(image.screen_hashes or ()))  # fmt: skip
+        jobs[image.id] = PixelJob(
+            image_id=image.id,
+            dataset_id=image.dataset_id,
+            source=image.source,
+            status=image.status,
+            dicom_key=image.dicom_key,
+            cache_size=sizes[image.dataset_id],
+            screen=tuple(image.screen_hashes or ()),
+        )
     return jobs
-
-
-def build_caches(
-    store: ObjectStore, jobs: Iterable[PixelJob], *, secret: str, caps: Caps = DEFAULT_CAPS
-) -> list[PixelResult]:
-    """Decode once, screen for burned-in identifiers, window, resize, write each pixel cache; no
-    database work (none held open). `secret` is the de-identification secret the screen hashes with."""
-    out: list[PixelResult] = []
-    with Puts(store) as puts:
-        for job in jobs:
-            if job.pending:
-                out.append(_pixels(store, puts, job, secret, caps))
-        puts.wait()
-    return out
 
 
 def record_pixels(session: Session, results: Iterable[PixelResult]) -> dict[str, str]:
@@ -406,22 +351,3 @@ def leftovers(session: Session, results: Iterable[PixelResult], statuses: dict[s
         if r.cache_key and erased:
             keys.append(r.cache_key)
     return keys
-
-
-def _pixels(store: ObjectStore, puts: Puts, job: PixelJob, secret: str, caps: Caps) -> PixelResult:
-    assert job.dicom_key is not None
-    try:
-        data = store.get_bytes(job.dicom_key)
-        if job.source == "dicom":
-            img = pixels.decode(load(data, caps), caps.max_pixels)  # the header's size first
-        else:
-            img = pixels.decode_image(data, caps.max_pixels)
-        del data
-        arr = pixels.to_cache(img, job.cache_size)
-    except Rejected as exc:
-        return PixelResult(job.image_id, "rejected", exc.reason, delete_key=job.dicom_key)
-    if job.screen and burned_in.finds_phi(secret, job.screen, img):
-        return PixelResult(job.image_id, "rejected", burned_in.REASON, delete_key=job.dicom_key)
-    key = f"datasets/{job.dataset_id}/cache/{job.image_id}{cache.SUFFIX}"
-    puts.put(key, cache.encode(arr), cache.CONTENT_TYPE)
-    return PixelResult(job.image_id, "accepted", None, key, cache.content_hash(arr))
