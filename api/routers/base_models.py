@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
 from api.deps import AuditDep, SessionDep, StateDep, StoreDep, require
-from api.pagination import Page
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
 from platform_core.jobs import base_models
 from platform_core.jobs.schemas import BaseModelOut
+from platform_core.pagination import Page
 from platform_core.training.formats import FORMATS
 
 router = APIRouter(prefix="/base-models", tags=["base-models"])
@@ -26,10 +26,14 @@ Writer = Annotated[Principal, Depends(require(Scope.MODELS_WRITE))]
 
 
 @router.get("")
-def list_base_models(session: SessionDep, principal: Reader) -> Page[BaseModelOut]:
-    items = base_models.base_models(session, principal.project_id)
-    return Page(data=items, has_more=False, first_id=items[0].id if items else None,
-                last_id=items[-1].id if items else None)  # fmt: skip
+def list_base_models(
+    session: SessionDep,
+    principal: Reader,
+    limit: Annotated[int, Query(ge=1, le=200)] = 100,
+    after: str | None = None,
+) -> Page[BaseModelOut]:
+    """The catalog's entries, then the project's registered weights."""
+    return Page.of_list(base_models.base_models(session, principal.project_id), limit, after)
 
 
 @router.post("", status_code=201)

@@ -14,19 +14,13 @@ from api.deps import AuditDep, SessionDep, StateDep, require
 from api.routers import erasures
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
-from platform_core.datasets import deid_report, labels, service
+from platform_core.datasets import deid_report, labels, service, views
 from platform_core.datasets.deid_report import DeidReport
-from platform_core.datasets.schemas import (
-    DatasetCreate,
-    DatasetOut,
-    DatasetPage,
-    ImagePage,
-    LabelImport,
-    UploadResult,
-)
+from platform_core.datasets.schemas import DatasetCreate, DatasetOut, ImageOut, LabelImport, UploadResult
 from platform_core.db.session import committer
 from platform_core.erasure.schemas import ErasureOut
 from platform_core.errors import BadRequest, UnsupportedMediaType
+from platform_core.pagination import Page
 
 router = APIRouter(tags=["datasets"])
 
@@ -105,7 +99,7 @@ def create_dataset(
 ) -> DatasetOut:
     dataset = service.create_dataset(session, principal.project_id, body, state.settings.dicom_ae_title)
     audit("dataset.create", "dataset", dataset.id)
-    return service.dataset_out(session, dataset)
+    return views.dataset_out(session, dataset)
 
 
 @router.get("/datasets")
@@ -114,22 +108,13 @@ def list_datasets(
     principal: Reader,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: str | None = None,
-) -> DatasetPage:
-    from platform_core.datasets import repository
-
-    rows = list(repository.list_datasets(session, principal.project_id, limit + 1, after))
-    data = [service.dataset_out(session, d) for d in rows[:limit]]
-    return DatasetPage(
-        data=data,
-        has_more=len(rows) > limit,
-        first_id=data[0].id if data else None,
-        last_id=data[-1].id if data else None,
-    )
+) -> Page[DatasetOut]:
+    return views.list_datasets(session, principal.project_id, limit, after)
 
 
 @router.get("/datasets/{dataset_id}")
 def get_dataset(dataset_id: str, session: SessionDep, principal: Reader) -> DatasetOut:
-    return service.dataset_out(session, service.get_dataset(session, principal.project_id, dataset_id))
+    return views.dataset_out(session, service.get_dataset(session, principal.project_id, dataset_id))
 
 
 @router.get("/datasets/{dataset_id}/deid-report")
@@ -170,14 +155,22 @@ def upload_files(
 @router.post("/datasets/{dataset_id}/labels", dependencies=[Depends(multipart_form)])
 def import_labels(
     dataset_id: str,
-    file: Annotated[UploadFile, File(description="CSV: AccessionNumber or StudyInstanceUID + label columns")],
+    file: Annotated[
+        UploadFile,
+        File(
+            description="CSV: AccessionNumber or StudyInstanceUID + label columns; optional `split` column; "
+            "optional subgroup columns headed `group:<name>` (e.g. `group:site`): the test metrics of jobs "
+            "are reported per value (at most 50 values per group)"
+        ),
+    ],
     session: SessionDep,
     state: StateDep,
     principal: Writer,
     audit: AuditDep,
 ) -> LabelImport:
     dataset = service.get_dataset(session, principal.project_id, dataset_id)
-    result = labels.import_labels(session, state.secret, dataset, file.file.read(64 * 1024 * 1024))
+    data = file.file.read(64 * 1024 * 1024)
+    result = labels.import_labels(session, state.secret, dataset, data, state.store)
     audit("dataset.labels", "dataset", dataset.id)
     return result
 
@@ -190,15 +183,9 @@ def list_images(
     status: Annotated[str | None, Query(pattern="^(queued|accepted|rejected)$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     after: str | None = None,
-) -> ImagePage:
+) -> Page[ImageOut]:
     dataset = service.get_dataset(session, principal.project_id, dataset_id)
-    data, has_more = service.list_images(session, dataset, status, limit, after)
-    return ImagePage(
-        data=data,
-        has_more=has_more,
-        first_id=data[0].id if data else None,
-        last_id=data[-1].id if data else None,
-    )
+    return views.list_images(session, dataset, status, limit, after)
 
 
 @router.delete("/datasets/{dataset_id}/images/{image_id}")

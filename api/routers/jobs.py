@@ -12,7 +12,6 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.deps import AuditDep, JsonOnly, SessionDep, StateDep, require
 from api.limits import EventStreamResponse, LimitsDep
-from api.pagination import Page
 from api.state import AppState
 from api.streams import Pacing, Polled, SharedReads, SharedReadsDep, event_stream
 from platform_core.auth.scopes import Scope
@@ -27,6 +26,7 @@ from platform_core.jobs.schemas import (
     JobOut,
     JobStatus,
 )
+from platform_core.pagination import Page
 
 router = APIRouter(prefix="/fine-tuning", tags=["fine-tuning"], dependencies=[JsonOnly])
 Reader = Annotated[Principal, Depends(require(Scope.JOBS_READ))]
@@ -51,7 +51,7 @@ def list_jobs(
 ) -> Page[JobOut]:
     """Newest first; `status` keeps the jobs in that state."""
     jobs = views.list_jobs(session, principal.project_id, limit + 1, after, status)
-    return Page.build([views.job_out(j) for j in jobs], limit)
+    return Page.build(jobs, limit, views.job_out)
 
 
 @router.get("/jobs/{job_id}")
@@ -136,14 +136,11 @@ class JobEventsPoll:
 
 
 @router.get("/jobs/{job_id}/checkpoints")
-def list_checkpoints(job_id: str, session: SessionDep, principal: Reader) -> Page[CheckpointOut]:
-    items = views.list_checkpoints(session, principal.project_id, job_id)
-    return Page(
-        data=items,
-        has_more=False,
-        first_id=items[0].id if items else None,
-        last_id=items[-1].id if items else None,
-    )
+def list_checkpoints(
+    job_id: str, session: SessionDep, principal: Reader, limit: Limit = 100, after: str | None = None
+) -> Page[CheckpointOut]:
+    """By epoch; `after` pages towards later epochs."""
+    return views.list_checkpoints(session, principal.project_id, job_id, limit, after)
 
 
 @router.post("/jobs/{job_id}/cancel")
@@ -171,8 +168,7 @@ def create_group(body: JobGroupCreate, session: SessionDep, principal: Writer, a
 def list_groups(
     session: SessionDep, principal: Reader, limit: Limit = 20, after: str | None = None
 ) -> Page[GroupOut]:
-    groups = views.list_groups(session, principal.project_id, limit + 1, after)
-    return Page.build(groups, limit)
+    return views.list_groups(session, principal.project_id, limit, after)
 
 
 @router.get("/job-groups/{group_id}")

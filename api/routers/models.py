@@ -9,22 +9,19 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session
 
 from api import forward
 from api.deps import AuditDep, JsonOnly, SessionDep, StateDep, require
 from api.limits import LimitsDep
-from api.pagination import Page
 from api.predict_bodies import PREDICT_REQUEST_BODY, decode_bodies, media_type
 from api.state import AppState
 from platform_core.artifacts import ModelManifest
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
-from platform_core.errors import Gone, Invalid
 from platform_core.inference import serving
 from platform_core.pacs import sr as pacs_sr
-from platform_core.registry import service
-from platform_core.registry.models import ModelVersion, RegisteredModel
+from platform_core.pagination import Page
+from platform_core.registry import service, views
 from platform_core.registry.schemas import (
     AliasSet,
     BatchCreate,
@@ -45,27 +42,6 @@ Writer = Annotated[Principal, Depends(require(Scope.MODELS_WRITE))]
 Caller = Annotated[Principal, Depends(require(Scope.INFERENCE))]
 
 
-def _version_out(session: Session, model: RegisteredModel, v: ModelVersion) -> VersionOut:
-    return VersionOut(
-        id=v.id, model=model.name, version=v.number, ref=f"{model.name}:{v.number}", status=v.status,
-        job_id=v.job_id, epoch=v.epoch, aliases=service.version_aliases(session, v), test_auroc=v.test_auroc,
-        mlflow_version=v.mlflow_version, loaded=serving.loaded(v.id), manifest=v.manifest,
-        created_at=v.created_at, archived_at=v.archived_at, data_erased=v.data_erased,
-    )  # fmt: skip
-
-
-def _model_out(session: Session, model: RegisteredModel) -> ModelOut:
-    by_id = {v.id: v.number for v in service.list_versions(session, model)}
-    named = {alias: by_id[vid] for alias, vid in service.aliases(session, model).items() if vid in by_id}
-    return ModelOut(
-        id=model.id,
-        name=model.name,
-        latest_version=model.latest_number,
-        aliases=named,
-        created_at=model.created_at,
-    )
-
-
 def _warm(state: AppState, manifest: ModelManifest) -> None:
     try:
         serving.warm(state.settings, state.store, manifest)
@@ -82,9 +58,8 @@ def promote(
         session, state.store, principal.project_id, body, state.settings.mlflow_tracking_uri
     )
     audit("model.version.create", "model_version", version.id)
-    model = service.get_model(session, principal.project_id, body.name)
     background.add_task(_warm, state, version.model_manifest)
-    return _version_out(session, model, version)
+    return views.version_out(session, version)
 
 
 @router.get("")
@@ -94,38 +69,30 @@ def list_models(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     after: str | None = None,
 ) -> Page[ModelOut]:
-    models = service.list_models(session, principal.project_id, limit + 1, after)
-    return Page.build([_model_out(session, m) for m in models], limit)
+    return views.list_models(session, principal.project_id, limit, after)
 
 
 @router.get("/{ref}")
 def get_model(ref: str, session: SessionDep, principal: Reader) -> ModelDetail:
     """A model by name (with the version `name` serves), or one version by `name:N` / `name@alias`."""
-    try:
-        model, version = service.resolve(session, principal.project_id, ref, serving=False)
-    except Gone:
-        if ":" in ref or "@" in ref:
-            raise
-        # A model whose versions are all archived still exists; it just serves nothing.
-        model, version = service.get_model(session, principal.project_id, ref), None
-    serving_version = version if version is not None and version.status == "ready" else None
-    return ModelDetail(
-        **_model_out(session, model).model_dump(),
-        serving=_version_out(session, model, serving_version) if serving_version else None,
-    )
+    return views.model_detail(session, principal.project_id, ref)
 
 
 @router.get("/{name}/versions")
-def list_versions(name: str, session: SessionDep, principal: Reader) -> Page[VersionOut]:
-    model = service.get_model(session, principal.project_id, name)
-    versions = [_version_out(session, model, v) for v in service.list_versions(session, model)]
-    return Page.build(versions, len(versions) or 1)
+def list_versions(
+    name: str,
+    session: SessionDep,
+    principal: Reader,
+    limit: Annotated[int, Query(ge=1, le=200)] = 100,
+    after: str | None = None,
+) -> Page[VersionOut]:
+    """Newest first; `after` pages towards older versions."""
+    return views.list_versions(session, principal.project_id, name, limit, after)
 
 
 @router.get("/{name}/versions/{number}")
 def get_version(name: str, number: int, session: SessionDep, principal: Reader) -> VersionOut:
-    model = service.get_model(session, principal.project_id, name)
-    return _version_out(session, model, service.version_by_number(session, model, number))
+    return views.named_version(session, principal.project_id, name, number)
 
 
 @router.delete("/{name}/versions/{number}")
@@ -135,7 +102,7 @@ def archive_version(
     version = service.archive(session, principal.project_id, name, number)
     audit("model.version.archive", "model_version", version.id)
     serving.evict(version.id)
-    return _version_out(session, service.get_model(session, principal.project_id, name), version)
+    return views.version_out(session, version)
 
 
 @router.put("/{name}/aliases/{alias}", dependencies=[JsonOnly])
@@ -148,31 +115,12 @@ def set_alias(
     principal: Writer,
     audit: AuditDep,
 ) -> ModelOut:
-    import re
-
-    from platform_core.registry import tracking
-    from platform_core.registry.schemas import ALIAS_PATTERN
-
-    if not re.match(ALIAS_PATTERN, alias):
-        raise Invalid(
-            "an alias is lowercase letters, digits, '-' and '_', starting with a letter", param="alias"
-        )
-    margin = state.settings.alias_noninferiority_margin
-    gate = None
-    if margin is not None:
-        from platform_core.evaluation.compare import noninferiority_gate
-
-        model = service.get_model(session, principal.project_id, name)
-        gate = noninferiority_gate(session, state.store, model, alias, margin)
-    record = service.set_alias(session, principal.project_id, name, alias, body, gate)
+    record = service.assign_alias(
+        session, state.store, principal.project_id, name, alias, body,
+        state.settings.alias_noninferiority_margin, state.settings.mlflow_tracking_uri,
+    )  # fmt: skip
     audit("model.alias.set", "model_alias", record.id)
-    model = service.get_model(session, principal.project_id, name)
-    version = service.version_by_number(session, model, body.version)
-    if state.settings.mlflow_tracking_uri:
-        tracking.set_alias(
-            state.settings.mlflow_tracking_uri, principal.project_id, name, alias, version.mlflow_version
-        )
-    return _model_out(session, model)
+    return views.named_model(session, principal.project_id, name)
 
 
 # --- predictions ------------------------------------------------------------------------------
@@ -225,21 +173,9 @@ def create_batch(
 ) -> BatchOut:
     batch = service.create_batch(session, principal.project_id, ref, body)
     audit("batch_prediction.create", "batch_prediction", batch.id)
-    return _batch_out(session, batch.id, principal.project_id)
+    return views.batch_out(session, principal.project_id, batch.id)
 
 
 @router.get("/batch-predictions/{batch_id}")
 def get_batch(batch_id: str, session: SessionDep, principal: Reader) -> BatchOut:
-    return _batch_out(session, batch_id, principal.project_id)
-
-
-def _batch_out(session: Session, batch_id: str, project_id: str) -> BatchOut:
-    b = service.get_batch(session, project_id, batch_id)
-    v = session.get(ModelVersion, b.version_id)
-    assert v is not None
-    return BatchOut(
-        id=b.id, model=v.model_manifest.model, version=v.number, dataset_id=b.dataset_id, split_id=b.split_id,
-        split=b.split, status=b.status, count=b.count, metrics=b.metrics, output_key=b.output_key,
-        error=b.error,
-        created_at=b.created_at, finished_at=b.finished_at,
-    )  # fmt: skip
+    return views.batch_out(session, principal.project_id, batch_id)

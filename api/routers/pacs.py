@@ -10,12 +10,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
 
 from api.deps import AuditDep, SessionDep, StateDep, require
-from api.pagination import Page
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
 from platform_core.datasets import service as datasets
 from platform_core.errors import Invalid, UnsupportedMediaType
-from platform_core.pacs import repository, service
+from platform_core.pacs import service, views
 from platform_core.pacs.schemas import (
     AssociationOut,
     ImportCreate,
@@ -25,6 +24,7 @@ from platform_core.pacs.schemas import (
     PacsNodeCreate,
     PacsNodeOut,
 )
+from platform_core.pagination import Page
 
 router = APIRouter(tags=["pacs"])
 
@@ -92,20 +92,19 @@ def create_node(
 ) -> PacsNodeOut:
     node = service.create_node(session, state.secret, principal.project_id, body)
     audit("pacs_node.create", "pacs_node", node.id)
-    return service.node_out(node)
+    return views.node_out(node)
 
 
 @router.get("/pacs-nodes")
 def list_nodes(
     session: SessionDep, principal: Reader, limit: Limit = 20, after: str | None = None
 ) -> Page[PacsNodeOut]:
-    rows = repository.list_nodes(session, principal.project_id, limit + 1, after)
-    return Page[PacsNodeOut].build([service.node_out(n) for n in rows], limit)
+    return views.list_nodes(session, principal.project_id, limit, after)
 
 
 @router.get("/pacs-nodes/{node_id}")
 def get_node(node_id: str, session: SessionDep, principal: Reader) -> PacsNodeOut:
-    return service.node_out(service.get_node(session, principal.project_id, node_id))
+    return views.node_out(service.get_node(session, principal.project_id, node_id))
 
 
 @router.delete("/pacs-nodes/{node_id}", status_code=204)
@@ -127,7 +126,7 @@ def create_import(
     dataset = datasets.get_dataset(session, principal.project_id, dataset_id)
     imp, label_result = service.create_import(session, state.secret, dataset, req.body, req.labels_csv)
     audit("pacs_import.create", "pacs_import", imp.id, {"studies": imp.studies_total})
-    return service.import_out(session, imp, label_result)
+    return views.import_out(session, imp, label_result)
 
 
 @router.get("/datasets/{dataset_id}/imports")
@@ -135,13 +134,12 @@ def list_imports(
     dataset_id: str, session: SessionDep, principal: Reader, limit: Limit = 20, after: str | None = None
 ) -> Page[ImportOut]:
     dataset = datasets.get_dataset(session, principal.project_id, dataset_id)
-    rows = repository.list_imports(session, dataset.id, limit + 1, after)
-    return Page[ImportOut].build([service.import_out(session, i) for i in rows], limit)
+    return views.list_imports(session, dataset.id, limit, after)
 
 
 @router.get("/datasets/{dataset_id}/imports/{import_id}")
 def get_import(dataset_id: str, import_id: str, session: SessionDep, principal: Reader) -> ImportOut:
-    return service.import_out(session, _import(session, principal, dataset_id, import_id))
+    return views.import_out(session, _import(session, principal, dataset_id, import_id))
 
 
 @router.post("/datasets/{dataset_id}/imports/{import_id}/cancel")
@@ -150,7 +148,7 @@ def cancel_import(
 ) -> ImportOut:
     imp = service.cancel_import(session, _import(session, principal, dataset_id, import_id))
     audit("pacs_import.cancel", "pacs_import", imp.id)
-    return service.import_out(session, imp)
+    return views.import_out(session, imp)
 
 
 @router.get("/datasets/{dataset_id}/associations")
@@ -159,8 +157,7 @@ def list_associations(
 ) -> Page[AssociationOut]:
     """What each association into the dataset's AE title brought: received, queued, duplicates, rejected."""
     dataset = datasets.get_dataset(session, principal.project_id, dataset_id)
-    rows = repository.list_associations(session, dataset.id, limit + 1, after)
-    return Page[AssociationOut].build([service.association_out(a) for a in rows], limit)
+    return views.list_associations(session, dataset.id, limit, after)
 
 
 @router.put("/models/{name}/versions/{number}/dicom-ae-title")

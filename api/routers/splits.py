@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query, Response
 
 from api.deps import AuditDep, JsonOnly, SessionDep, require
-from api.pagination import Page
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
+from platform_core.pagination import Page
 from platform_core.splits import manifest, service
 from platform_core.splits.schemas import SplitCreate, SplitOut, VersionOut
 
@@ -46,7 +46,7 @@ def list_splits(
     dataset_id: str, session: SessionDep, principal: Reader, limit: Limit = 50, after: str | None = None
 ) -> Page[SplitOut]:
     splits = service.list_splits(session, principal.project_id, dataset_id, limit + 1, after)
-    return Page.build([SplitOut.of(s) for s in splits], limit)
+    return Page.build(splits, limit, SplitOut.of)
 
 
 @router.get("/splits/{split_id}")
@@ -82,7 +82,7 @@ def list_versions(
     dataset_id: str, session: SessionDep, principal: Reader, limit: Limit = 50, after: str | None = None
 ) -> Page[VersionOut]:
     versions = service.list_versions(session, principal.project_id, dataset_id, limit + 1, after)
-    return Page.build([VersionOut.of(v) for v in versions], limit)
+    return Page.build(versions, limit, VersionOut.of)
 
 
 @router.get("/versions/{version_id}")

@@ -3,6 +3,7 @@ for an architecture in the format it is published in."""
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,6 @@ from medtune.models import BaseModelEntry
 from medtune.resources._base import AsyncResource, SyncResource
 from medtune.resources._files import PathLike
 from medtune.resources.datasets import UPLOAD_TIMEOUT
-
-
-def _entries(payload: Any) -> list[BaseModelEntry]:
-    items = payload.get("data", []) if isinstance(payload, dict) else payload
-    return [BaseModelEntry.model_validate(item) for item in items]
 
 
 def _checkpoint(path: PathLike) -> Callable[[], list[tuple[str, Any]]]:
@@ -29,7 +25,7 @@ def _checkpoint(path: PathLike) -> Callable[[], list[tuple[str, Any]]]:
 class BaseModels(SyncResource):
     def list(self) -> list[BaseModelEntry]:
         """Catalog entries and registered checkpoints, with whether weights are available."""
-        return _entries(self._client.request("GET", "/v1/base-models").json())
+        return builtins.list(self._client.page("/v1/base-models", BaseModelEntry))
 
     def register(
         self, name: str, architecture: str, checkpoint: PathLike, format: str = "timm"
@@ -46,7 +42,8 @@ class BaseModels(SyncResource):
 
 class AsyncBaseModels(AsyncResource):
     async def list(self) -> list[BaseModelEntry]:
-        return _entries((await self._client.request("GET", "/v1/base-models")).json())
+        page = await self._client.page("/v1/base-models", BaseModelEntry)
+        return [entry async for entry in page]
 
     async def register(
         self, name: str, architecture: str, checkpoint: PathLike, format: str = "timm"

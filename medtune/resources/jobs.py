@@ -154,8 +154,7 @@ class Jobs(SyncResource):
         return self._client.page(f"{JOBS}/{id_of(job)}/events", JobEvent, {"limit": limit, "after": after})
 
     def checkpoints(self, job: str | Job) -> builtins.list[Checkpoint]:
-        payload = self._client.request("GET", f"{JOBS}/{id_of(job)}/checkpoints").json()
-        return [Checkpoint.model_validate(c) for c in payload.get("data", [])]
+        return builtins.list(self._client.page(f"{JOBS}/{id_of(job)}/checkpoints", Checkpoint))
 
     def stream(self, job: str | Job) -> Iterator[JobEvent]:
         """Events as they happen (server-sent events); ends when the job is finished."""
@@ -217,8 +216,8 @@ class AsyncJobs(AsyncResource):
         return await self._client.page(path, JobEvent, {"limit": limit, "after": after})
 
     async def checkpoints(self, job: str | Job) -> builtins.list[Checkpoint]:
-        payload = (await self._client.request("GET", f"{JOBS}/{id_of(job)}/checkpoints")).json()
-        return [Checkpoint.model_validate(c) for c in payload.get("data", [])]
+        page = await self._client.page(f"{JOBS}/{id_of(job)}/checkpoints", Checkpoint)
+        return [c async for c in page]
 
     async def stream(self, job: str | Job) -> AsyncIterator[JobEvent]:
         async for sse in self._client.events(f"{JOBS}/{id_of(job)}/events/stream"):

@@ -1,4 +1,5 @@
-"""Create projects and keys, authenticate a presented key, record audit events."""
+"""Create projects and keys, authenticate a presented key, record audit events; queries live in
+repository.py, responses in views.py."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from platform_core.auth import repository
 from platform_core.auth.models import ApiKey, AuditEvent, Project
 from platform_core.auth.scopes import ALL_SCOPES, parse_scopes
 from platform_core.db.base import utcnow
@@ -37,7 +38,7 @@ def hash_key(raw: str) -> str:
 
 
 def create_project(session: Session, name: str) -> Project:
-    if session.scalar(select(Project).where(Project.name == name)) is not None:
+    if repository.project_by_name(session, name) is not None:
         raise Conflict(f"project '{name}' already exists", param="name")
     project = Project(id=new_id("proj"), name=name)
     session.add(project)
@@ -46,7 +47,7 @@ def create_project(session: Session, name: str) -> Project:
 
 
 def get_project_by_name(session: Session, name: str) -> Project:
-    project = session.scalar(select(Project).where(Project.name == name))
+    project = repository.project_by_name(session, name)
     if project is None:
         raise NotFound(f"no project named '{name}'")
     return project
@@ -74,7 +75,7 @@ def authenticate(session: Session, raw: str | None) -> Principal:
     if not raw:
         raise Unauthenticated("missing API key: send 'Authorization: Bearer mt_...'")
     digest = hash_key(raw)
-    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+    key = repository.key_by_hash(session, digest)
     if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, digest):
         raise Unauthenticated("invalid or revoked API key")
     return Principal(project_id=key.project_id, key_id=key.id, scopes=frozenset(key.scopes))
@@ -82,8 +83,12 @@ def authenticate(session: Session, raw: str | None) -> Principal:
 
 def key_active(session: Session, key_id: str) -> bool:
     """Whether a key still authenticates: not revoked, not deleted with its project."""
-    key = session.get(ApiKey, key_id)
-    return key is not None and key.revoked_at is None and session.get(Project, key.project_id) is not None
+    key = repository.get_key(session, key_id)
+    return (
+        key is not None
+        and key.revoked_at is None
+        and repository.get_project(session, key.project_id) is not None
+    )
 
 
 def record_audit(
@@ -111,31 +116,14 @@ def record_audit(
 
 
 def get_project(session: Session, project_id: str) -> Project:
-    project = session.get(Project, project_id)
+    project = repository.get_project(session, project_id)
     if project is None:
         raise NotFound("project not found")
     return project
 
 
-def list_audit(session: Session, project_id: str, limit: int) -> list[AuditEvent]:
-    stmt = (
-        select(AuditEvent)
-        .where(AuditEvent.project_id == project_id)
-        .order_by(AuditEvent.id.desc())
-        .limit(limit)
-    )
-    return list(session.scalars(stmt))
-
-
-def list_keys(session: Session, project_id: str, limit: int, after: str | None = None) -> list[ApiKey]:
-    stmt = select(ApiKey).where(ApiKey.project_id == project_id).order_by(ApiKey.id).limit(limit)
-    if after:
-        stmt = stmt.where(ApiKey.id > after)
-    return list(session.scalars(stmt))
-
-
 def get_key(session: Session, project_id: str, key_id: str) -> ApiKey:
-    key = session.get(ApiKey, key_id)
+    key = repository.get_key(session, key_id)
     # Another project's key is indistinguishable from a missing one.
     if key is None or key.project_id != project_id:
         raise NotFound(f"no API key '{key_id}'")

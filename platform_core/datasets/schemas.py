@@ -79,13 +79,6 @@ class DatasetOut(BaseModel):
     created_at: datetime
 
 
-class DatasetPage(BaseModel):
-    data: list[DatasetOut]
-    has_more: bool
-    first_id: str | None
-    last_id: str | None
-
-
 class FileOutcome(BaseModel):
     index: int
     filename: str  # echoed in this response only, never stored: file names carry patient names
@@ -132,10 +125,3 @@ class ImageOut(BaseModel):
     view_position: str | None
     pixel_sha256: str | None
     created_at: datetime
-
-
-class ImagePage(BaseModel):
-    data: list[ImageOut]
-    has_more: bool
-    first_id: str | None
-    last_id: str | None

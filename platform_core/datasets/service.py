@@ -1,4 +1,4 @@
-"""Datasets: create, read with counts, upload orchestration (DICOM, zips, image datasets), images."""
+"""Datasets: create, get, upload orchestration (DICOM, zips, image datasets), images; views.py shapes them."""
 
 from __future__ import annotations
 
@@ -12,15 +12,7 @@ from platform_core.config import Settings
 from platform_core.datasets import parts, repository
 from platform_core.datasets.ingest import Ingestor
 from platform_core.datasets.models import Dataset, Image
-from platform_core.datasets.schemas import (
-    Counts,
-    DatasetCreate,
-    DatasetOptions,
-    DatasetOut,
-    FileOutcome,
-    ImageOut,
-    LabelCounts,
-)
+from platform_core.datasets.schemas import DatasetCreate, FileOutcome
 from platform_core.datasets.uploads import UploadBatch
 from platform_core.dicom.read import Caps
 from platform_core.errors import Invalid, NotFound
@@ -56,55 +48,6 @@ def get_dataset(session: Session, project_id: str, dataset_id: str) -> Dataset:
     if dataset is None:
         raise NotFound(f"no dataset '{dataset_id}'", param="dataset_id")
     return dataset
-
-
-def counts(session: Session, dataset: Dataset) -> Counts:
-    accepted = pending = total = 0
-    rejected: dict[str, int] = {}
-    for status, reason, n in repository.status_counts(session, dataset.id):
-        total += n
-        if status == "accepted":
-            accepted += n
-        elif status == "queued":
-            pending += n
-        else:
-            rejected[reason or "unknown"] = rejected.get(reason or "unknown", 0) + n
-    studies, patients = repository.study_stats(session, dataset.id)
-    labelled = repository.labelled_studies(session, dataset.id)
-    per_label = {name: LabelCounts(positives=0, negatives=0) for name in dataset.labels}
-    for labels in labelled:
-        for name, value in labels.items():
-            if name in per_label:
-                if int(value) == 1:
-                    per_label[name].positives += 1
-                else:
-                    per_label[name].negatives += 1
-    return Counts(
-        received=total + dataset.duplicate_count,
-        accepted=accepted,
-        rejected=rejected,
-        duplicates=dataset.duplicate_count,
-        pending=pending,
-        studies=studies,
-        patients=patients,
-        labelled_studies=len(labelled),
-        labels=per_label,
-    )
-
-
-def dataset_out(session: Session, dataset: Dataset) -> DatasetOut:
-    c = counts(session, dataset)
-    return DatasetOut(
-        id=dataset.id,
-        name=dataset.name,
-        task=dataset.task,
-        labels=list(dataset.labels),
-        options=DatasetOptions.model_validate(dataset.options),
-        dicom_ae_title=dataset.dicom_ae_title,
-        status="ingesting" if c.pending else "ready",
-        counts=c,
-        created_at=dataset.created_at,
-    )
 
 
 @dataclass
@@ -156,38 +99,6 @@ def ingest_stream(
         if not batch.files:
             raise Invalid("send at least one part named 'files'", param="files")
         return batch.finish()
-
-
-def list_images(
-    session: Session, dataset: Dataset, status: str | None, limit: int, after: str | None
-) -> tuple[list[ImageOut], bool]:
-    rows = list(repository.list_images(session, dataset.id, status, limit + 1, after))
-    page = rows[:limit]
-    labels = repository.labels_for_studies(
-        session, dataset.id, sorted({i.study_id for i in page if i.study_id})
-    )
-    data = [
-        ImageOut(
-            id=i.id,
-            status=i.status,
-            reason=i.reason,
-            source=i.source,
-            study_pseudonym=i.study_pseudonym,
-            patient_pseudonym=i.patient_pseudonym,
-            sop_instance_uid_pseudonym=i.sop_instance_uid_pseudonym,
-            labels={k: int(v) for k, v in labels[i.study_id].items()} if i.study_id in labels else None,
-            rows=i.rows,
-            columns=i.columns,
-            size_bytes=i.size_bytes,
-            modality=i.modality,
-            body_part=i.body_part,
-            view_position=i.view_position,
-            pixel_sha256=i.pixel_sha256,
-            created_at=i.created_at,
-        )
-        for i in page
-    ]
-    return data, len(rows) > limit
 
 
 def get_image(session: Session, dataset: Dataset, image_id: str) -> Image:

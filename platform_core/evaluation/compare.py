@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from platform_core.errors import Conflict
 from platform_core.evaluation import paired
-from platform_core.registry import service as registry
+from platform_core.registry import repository as registry
 from platform_core.registry.models import ModelVersion, RegisteredModel
 from platform_core.storage import ObjectStore
 from platform_core.training.evaluation import PREDICTIONS_FILE

@@ -64,10 +64,15 @@ def list_events(
     return session.scalars(q.order_by(order).limit(limit)).all()
 
 
-def list_checkpoints(session: Session, job_id: str) -> Sequence[JobCheckpoint]:
-    return session.scalars(
-        select(JobCheckpoint).where(JobCheckpoint.job_id == job_id).order_by(JobCheckpoint.epoch)
-    ).all()
+def list_checkpoints(
+    session: Session, job_id: str, limit: int | None = None, after: str | None = None
+) -> Sequence[JobCheckpoint]:
+    """By epoch; `after` (a checkpoint id) keeps the later epochs."""
+    q = select(JobCheckpoint).where(JobCheckpoint.job_id == job_id)
+    if after:
+        cursor = select(JobCheckpoint.epoch).where(JobCheckpoint.id == after).scalar_subquery()
+        q = q.where(JobCheckpoint.epoch > cursor)
+    return session.scalars(q.order_by(JobCheckpoint.epoch).limit(limit)).all()
 
 
 def last_checkpoint(session: Session, job_id: str) -> JobCheckpoint | None:

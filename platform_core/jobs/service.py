@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from platform_core import tasks
 from platform_core.db import outbox
-from platform_core.errors import Conflict, Invalid
+from platform_core.errors import Conflict, Invalid, NotFound
 from platform_core.ids import new_id
 from platform_core.jobs import repository as repo
 from platform_core.jobs.models import Job, JobGroup
@@ -33,7 +33,8 @@ STALE_AFTER_S = 300
 
 
 def _check_request(session: Session, project_id: str, body: JobCreate) -> None:
-    from platform_core.splits import service as splits
+    from platform_core.datasets import repository as datasets
+    from platform_core.splits import repository as splits
 
     entry = catalog.get(body.base_model)
     W.validate_spec(body.weights)
@@ -46,9 +47,10 @@ def _check_request(session: Session, project_id: str, body: JobCreate) -> None:
             )
     if body.split_id is not None and body.split is not None:
         raise Invalid("give split_id or split, not both", param="split")
-    splits.get_dataset(session, project_id, body.dataset_id)
+    if datasets.get_dataset(session, project_id, body.dataset_id) is None:
+        raise NotFound(f"no dataset {body.dataset_id}")
     if body.split_id is not None:
-        splits.get_split(session, project_id, body.dataset_id, body.split_id)
+        splits.get_split(session, body.split_id, project_id, body.dataset_id)
 
 
 def _new_job(

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from platform_core.jobs import repository as repo
 from platform_core.jobs.models import Job, JobCheckpoint, JobEvent
 from platform_core.jobs.schemas import CheckpointOut, EventOut, GroupOut, JobError, JobOut, SplitRef
+from platform_core.pagination import Page
 from platform_core.splits import repository as splits
 from platform_core.splits.models import Split
 from platform_core.training import metrics as M
@@ -93,9 +94,11 @@ def event_out(e: JobEvent) -> EventOut:
     )
 
 
-def list_checkpoints(session: Session, project_id: str, job_id: str) -> list[CheckpointOut]:
+def list_checkpoints(
+    session: Session, project_id: str, job_id: str, limit: int, after: str | None
+) -> Page[CheckpointOut]:
     repo.get_job(session, job_id, project_id)
-    return [checkpoint_out(c) for c in repo.list_checkpoints(session, job_id)]
+    return Page.build(repo.list_checkpoints(session, job_id, limit + 1, after), limit, checkpoint_out)
 
 
 def checkpoint_out(c: JobCheckpoint) -> CheckpointOut:
@@ -111,8 +114,9 @@ def checkpoint_out(c: JobCheckpoint) -> CheckpointOut:
     )
 
 
-def list_groups(session: Session, project_id: str, limit: int, after: str | None) -> list[GroupOut]:
-    return [group_out(session, project_id, g.id) for g in repo.list_groups(session, project_id, limit, after)]
+def list_groups(session: Session, project_id: str, limit: int, after: str | None) -> Page[GroupOut]:
+    groups = repo.list_groups(session, project_id, limit + 1, after)
+    return Page.build(groups, limit, lambda g: group_out(session, project_id, g.id))
 
 
 def group_out(session: Session, project_id: str, group_id: str) -> GroupOut:

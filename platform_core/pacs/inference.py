@@ -32,7 +32,7 @@ from platform_core.dicom.read import Caps, Rejected, parse
 from platform_core.ids import new_id
 from platform_core.pacs import sr
 from platform_core.pacs.models import PacsNode
-from platform_core.registry.models import ModelVersion, RegisteredModel
+from platform_core.registry import repository as registry
 from platform_core.storage import ObjectStore
 
 log = logging.getLogger("medtune.dicom")
@@ -58,11 +58,7 @@ class Answer:
 
 
 def target_by_ae(session: Session, ae_title: str) -> Target | None:
-    row = session.execute(
-        select(ModelVersion, RegisteredModel.name)
-        .join(RegisteredModel, RegisteredModel.id == ModelVersion.model_id)
-        .where(ModelVersion.dicom_ae_title == ae_title.strip(), ModelVersion.status == "ready")
-    ).first()
+    row = registry.ready_by_ae_title(session, ae_title.strip())
     if row is None:
         return None
     version, name = row

@@ -20,22 +20,16 @@ from platform_core.dicom.deid import key_hmac
 from platform_core.errors import Conflict, Invalid, NotFound
 from platform_core.ids import new_id
 from platform_core.pacs import crypto, repository, titles
-from platform_core.pacs.models import DicomAssociation, PacsImport, PacsImportStudy, PacsNode
+from platform_core.pacs.models import PacsImport, PacsImportStudy, PacsNode
 from platform_core.pacs.schemas import (
-    AssociationOut,
     ImportCreate,
-    ImportOut,
-    ImportProgress,
     PacsNodeCreate,
-    PacsNodeOut,
-    StudyOutcome,
 )
 from platform_core.tasks import PACS_IMPORT
 
 TASK = PACS_IMPORT
 LABELS_BYTES = 64 * 1024 * 1024
 TERMINAL = ("succeeded", "failed", "cancelled")
-LABEL_COUNTS = {"rows", "imported", "matched", "unmatched"}
 
 
 # --- nodes ------------------------------------------------------------------------------------
@@ -67,13 +61,6 @@ def delete_node(session: Session, project_id: str, node_id: str) -> None:
     session.flush()
 
 
-def node_out(node: PacsNode) -> PacsNodeOut:
-    return PacsNodeOut(
-        id=node.id, name=node.name, kind=node.kind, url=node.url, host=node.host, port=node.port,
-        ae_title=node.ae_title, auth_type=node.auth_type, created_at=node.created_at,
-    )  # fmt: skip
-
-
 def node_auth(secret: str, node: PacsNode) -> dict[str, str]:
     """The node's credentials, decrypted for the import that uses them (never stored elsewhere)."""
     if node.auth_secret is None:
@@ -95,7 +82,7 @@ def bind_inference_ae(
 ) -> Any:
     """A model version answers studies C-STOREd to `ae_title` with an SR (platform_core.pacs.inference);
     the listener's own title (`listener_ae_title`) is refused."""
-    from platform_core.registry import service as registry
+    from platform_core.registry import repository as registry
 
     version = registry.version_by_number(session, registry.get_model(session, project_id, name), number)
     title = ae_title.strip() if ae_title is not None else None
@@ -182,38 +169,3 @@ def requeue_stale(session: Session, stale_after_s: float) -> list[str]:
     for import_id in ids:
         outbox.enqueue(session, TASK, import_id)
     return ids
-
-
-def import_out(session: Session, imp: PacsImport, label_result: LabelImport | None = None) -> ImportOut:
-    studies = [_study_out(s) for s in repository.import_studies(session, imp.id)]
-    progress = ImportProgress(
-        studies_total=imp.studies_total,
-        studies_done=sum(s.status == "done" for s in studies),
-        studies_not_found=sum(s.status == "not_found" for s in studies),
-        studies_failed=sum(s.status == "failed" for s in studies),
-        instances=sum(s.instances for s in studies),
-        queued=sum(s.queued for s in studies),
-        duplicates=sum(s.duplicates for s in studies),
-        rejected=sum(s.rejected for s in studies),
-    )
-    return ImportOut(
-        id=imp.id, dataset_id=imp.dataset_id, node_id=imp.node_id, key_type=imp.key_type,
-        status=imp.status,
-        progress=progress, studies=studies,
-        labels=label_result.model_dump(include=LABEL_COUNTS) if label_result else None,
-        error=imp.error, created_at=imp.created_at, finished_at=imp.finished_at,
-    )  # fmt: skip
-
-
-def _study_out(s: PacsImportStudy) -> StudyOutcome:
-    return StudyOutcome(
-        key_hmac=s.key_hmac, status=s.status,
-        instances=s.instances, queued=s.queued, duplicates=s.duplicates, rejected=s.rejected, error=s.error,
-    )  # fmt: skip
-
-
-def association_out(a: DicomAssociation) -> AssociationOut:
-    return AssociationOut(
-        id=a.id, calling_ae_title=a.calling_ae_title, status=a.status, received=a.received, queued=a.queued,
-        duplicates=a.duplicates, rejected=a.rejected, created_at=a.created_at, ended_at=a.ended_at,
-    )  # fmt: skip
