@@ -325,6 +325,33 @@ class Subgroups(Resource):
     n_resamples: int | None = None
 
 
+class ReportRow(Resource):
+    label: str  # "macro" or a label
+    auroc: float | None = None
+    auprc: float | None = None
+    sensitivity: float | None = None
+    specificity: float | None = None
+    f1: float | None = None
+    ci95: dict[str, list[float] | None] = Field(default_factory=dict)
+
+
+class JobReport(Resource):
+    """GET /v1/fine-tuning/jobs/{id}/report.json: the job report's figures as data."""
+
+    format: str
+    job_id: str
+    labels: list[str]
+    n_test: int
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    table: list[ReportRow] = Field(default_factory=list)
+    curves: dict[str, dict[str, Any]] = Field(default_factory=dict)  # label -> {roc, pr}
+    reliability: dict[str, list[ReliabilityBin]] = Field(default_factory=dict)
+    calibration: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    operating_points: dict[str, list[OperatingPoint]] = Field(default_factory=dict)
+    subgroups: list[dict[str, Any]] = Field(default_factory=list)
+    flagged_subgroups: list[SubgroupFlag] = Field(default_factory=list)
+
+
 class LabelComparison(Resource):
     n: int
     n_positive: int
@@ -450,6 +477,9 @@ class Prediction(Resource):
     probabilities: dict[str, float]
     predicted: dict[str, bool] = Field(default_factory=dict)
     thresholds: dict[str, float] = Field(default_factory=dict)
+    positive: dict[str, bool] = Field(default_factory=dict)  # at the version's promoted operating point
+    operating_point: dict[str, Any] | None = None  # {name, thresholds}
+    calibration: str = "none"  # "temperature": probabilities are temperature-scaled
     heatmap_png_base64: str | None = None
 
 
@@ -477,9 +507,6 @@ class BatchPrediction(Resource):
     @property
     def done(self) -> bool:
         return self.status in TERMINAL_STATUSES
-    positive: dict[str, bool] = Field(default_factory=dict)  # at the version's promoted operating point
-    operating_point: dict[str, Any] | None = None  # {name, thresholds}
-    calibration: str = "none"  # "temperature": probabilities are temperature-scaled
 
 
 # --- pages ----------------------------------------------------------------------------------

@@ -118,21 +118,21 @@ def evict(version_id: str) -> None:
 
 
 def _prediction(manifest: ModelManifest, probs: np.ndarray) -> dict[str, Any]:
+    """Probabilities (temperature-scaled when the version says so); `predicted` at Youden's thresholds and
+    `positive` at the promoted operating point's, both on the scale of the probabilities returned."""
     labels = manifest.adapter.labels
     thresholds = {n: manifest.served_threshold(n, manifest.adapter.threshold(n)) for n in labels}
     point, at = manifest.positive_thresholds()
-    """Probabilities (temperature-scaled when the version says so); `predicted` at Youden's thresholds and
-    `positive` at the promoted operating point's, both on the scale of the probabilities returned."""
     probabilities = {label: float(p) for label, p in zip(labels, probs.tolist(), strict=True)}
     return {
         "probabilities": probabilities,
         "predicted": {label: probabilities[label] >= thresholds[label] for label in labels},
         "thresholds": thresholds,
-    }
-
         "positive": {label: probabilities[label] >= at[label] for label in labels},
         "operating_point": {"name": point, "thresholds": at},
         "calibration": str(manifest.calibration.get("method", "none")),
+    }
+
 
 def predict(
     settings: Settings,
