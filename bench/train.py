@@ -1,8 +1,9 @@
 """Training throughput for one model, printed as JSON:
 
 - raw: training steps on in-memory tensors (the compute ceiling);
-- medtune: epochs through the real pipeline (DICOM -> ingestion's pixel cache -> thread-prefetched
-  batches -> Trainer.fit with its precision, validation and checkpoint hook logging to MLflow);
+- medtune: epochs through the real pipeline (DICOM -> ingestion's pixel cache -> the job run's own
+  steps, load_samples and build_trainer, over a RunContext: thread-prefetched batches -> Trainer.fit
+  with its precision, validation and checkpoint hook logging to MLflow);
 - naive: the loop people write first (a torch Dataset that decodes the DICOM with pydicom every epoch,
   fp32, no prefetch), same model, batch and device.
 
@@ -36,24 +37,22 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from platform_core.datasets.ingest import PixelJob, build_caches  # noqa: E402
+from platform_core.artifacts import Method  # noqa: E402
+from platform_core.datasets.pixel_caches import PixelJob, build_caches  # noqa: E402
+from platform_core.jobs.models import Job  # noqa: E402
+from platform_core.jobs.run import steps  # noqa: E402
+from platform_core.jobs.run.context import RunContext, RunHandle, RunOptions  # noqa: E402
+from platform_core.jobs.validation import resolve_hyperparameters  # noqa: E402
+from platform_core.splits.algorithm import ImageRow  # noqa: E402
+from platform_core.splits.checks import VerifiedSplit  # noqa: E402
+from platform_core.storage import ObjectStore  # noqa: E402
 from platform_core.storage.local import LocalStore  # noqa: E402
 from platform_core.training import catalog  # noqa: E402
 from platform_core.training.checkpoints import Checkpoint  # noqa: E402
-from platform_core.training.data import (  # noqa: E402
-    CacheDataset,
-    Sample,
-    augmentation,
-    labels_array,
-    load_pixels,
-    make_loader,
-)
-from platform_core.training.loop import EpochResult, LoopConfig, Trainer  # noqa: E402
-from platform_core.training.network import MethodConfig, build_model  # noqa: E402
-from platform_core.training.tracking import MlflowTracker  # noqa: E402
-from platform_core.training.weights import ResolvedWeights  # noqa: E402
-
-RANDOM = ResolvedWeights("random", "random", None)
+from platform_core.training.loop import EpochResult, Trainer  # noqa: E402
+from platform_core.training.network import build_model  # noqa: E402
+from platform_core.training.tracking import MlflowTracker, NullTracker  # noqa: E402
+from platform_core.training.weights import RANDOM, ResolvedWeights  # noqa: E402
 
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by a substring of torch.cuda.get_device_name().
 BF16_PEAK_TFLOPS = {
@@ -132,6 +131,54 @@ class NaiveDicomDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tenso
         x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)[0]
         x = (x.expand(3, -1, -1) - self.mean) / self.std
         return x, torch.tensor([float(self.labels[i])])
+
+
+# --- the run's steps without a database ------------------------------------------------------------
+
+
+class BenchHandle(RunHandle):
+    """The run's handle with no job row: events go to stderr, no heartbeat (nothing to beat on)."""
+
+    def __init__(self, store: ObjectStore, options: RunOptions) -> None:  # no sessions, no thread
+        self.store, self.options, self.job_id = store, options, "bench"
+        self.tracker = NullTracker()
+
+    def event(
+        self, message: str, level: str = "info", type_: str = "message", data: dict[str, Any] | None = None
+    ) -> None:
+        print(f"[{level}] {message}", file=sys.stderr)
+
+
+def bench_context(
+    store: ObjectStore,
+    options: RunOptions,
+    entry: catalog.BackboneEntry,
+    cache_keys: dict[str, str],
+    args: Any,
+) -> RunContext:
+    """A job's RunContext as open_context reads it: one label, a split of train, val and test images, the
+    hyperparameters resolved as validation resolves them, random base weights."""
+    ids = list(cache_keys)
+    labels = {i: i % 2 for i in range(len(ids))}
+    rows = [ImageRow(image_id, f"s{n}", f"p{n}", {"finding": labels[n]}) for n, image_id in enumerate(ids)]
+    parts = ["train"] * args.images + ["val"] * args.batch + ["test"] * args.batch
+    assignment = dict(zip(ids, parts, strict=True))
+    requested = {"epochs": 1, "batch_size": args.batch, "learning_rate": 1e-4, "warmup_epochs": 0}
+    requested |= {"augmentation": args.augmentation, "class_weighting": False}
+    hp, method = resolve_hyperparameters(requested, {"type": "lora"}, entry, args.images, [0.5])
+    lora = method["lora"]
+    return RunContext(
+        handle=BenchHandle(store, options),
+        job=Job(id="bench", seed=0, weights=RANDOM, checkpoint_metric="val_auroc", train_subset=None),
+        entry=entry,
+        hp=hp,
+        method=Method(method["type"], lora["r"], lora["alpha"], lora["dropout"]),
+        labels=["finding"],
+        verified=VerifiedSplit(record=None, rows=rows, assignment=assignment),  # type: ignore[arg-type]
+        cache_keys=dict(cache_keys),
+        registered=None,
+        last=None,
+    )
 
 
 # --- the three loops -------------------------------------------------------------------------------
@@ -228,7 +275,7 @@ def main() -> None:
     n_val = args.batch
 
     # Stored DICOM, then the pixel cache built by ingestion's own code (decode once, window, resize).
-    labels = [i % 2 for i in range(args.images + n_val)]
+    labels = [i % 2 for i in range(args.images + 2 * n_val)]  # train, then val and test
     paths: list[Path] = []
     jobs: list[PixelJob] = []
     for i, label in enumerate(labels):
@@ -239,31 +286,22 @@ def main() -> None:
     start = time.perf_counter()
     cached = build_caches(store, jobs, secret="bench-" + "0" * 32)  # no screen hashes: no OCR
     ingest_s = time.perf_counter() - start
-    samples = [
-        Sample(r.image_id, r.cache_key or "", (float(lb),)) for r, lb in zip(cached, labels, strict=True)
-    ]
 
-    # medtune: the run's own pieces.
-    torch.manual_seed(0)
-    model = build_model(entry, 1, MethodConfig("lora"), RANDOM, size)
-    cfg = LoopConfig(
-        epochs=1, learning_rate=1e-4, warmup_epochs=0, precision=args.precision, device=args.device
-    )
-    trainer = Trainer(model, entry.mean, entry.std, ["finding"], cfg)
-    device = trainer.device
-    pin = device.type == "cuda"
+    # medtune: the job run's own steps (load_samples, build_trainer) over a RunContext.
+    options = RunOptions(device=args.device, precision=args.precision, loader_threads=args.threads)
+    ctx = bench_context(store, options, entry, {r.image_id: r.cache_key or "" for r in cached}, args)
     start = time.perf_counter()
-    pixels = load_pixels(store, samples, size)
+    data = steps.load_samples(ctx)
     cache_load_s = time.perf_counter() - start
-    ys = labels_array(samples)
-    train_ds = CacheDataset(pixels[: args.images], ys[: args.images], augmentation(args.augmentation, size))
-    val_ds = CacheDataset(pixels[args.images :], ys[args.images :])
+    fitting = steps.build_trainer(ctx, data)
+    trainer = fitting.trainer
+    device = trainer.device
     tracker = MlflowTracker(f"sqlite:///{tmp / 'mlflow.sqlite'}", "bench", "bench")
     hooks = Hooks(tracker)
 
     # naive: its own copy of the same model, fp32, decoding every epoch.
     torch.manual_seed(0)
-    naive_model = build_model(entry, 1, MethodConfig("lora"), RANDOM, size).to(device)
+    naive_model = build_model(entry, 1, ctx.method, ResolvedWeights(RANDOM, RANDOM, None), size).to(device)
     naive_opt = torch.optim.AdamW([q for q in naive_model.parameters() if q.requires_grad], lr=1e-4)
     naive_loader = torch.utils.data.DataLoader(
         NaiveDicomDataset(paths[: args.images], labels[: args.images], size, entry.mean, entry.std),
@@ -272,7 +310,7 @@ def main() -> None:
         drop_last=True,
     )
 
-    steps = args.images // args.batch
+    n_steps = args.images // args.batch
     x = torch.rand(args.batch, 1, size, size).to(device)
     y = torch.randint(0, 2, (args.batch, 1)).float().to(device)
     for _ in range(2):  # warm-up: allocator, kernels, autocast caches
@@ -284,12 +322,12 @@ def main() -> None:
     # batch + fp32 step), back to back, so each ratio compares steps taken under the same machine load.
     paired: list[tuple[float, float, float]] = []
     medtune, epoch_wall = [], []
-    for rep in range(args.reps):
+    for _ in range(args.reps):
         trainer.model.train()
         trainer.scheduler = None
-        batches = iter(make_loader(train_ds, args.batch, True, 100 + rep, args.threads, pin))
+        batches = iter(fitting.train_loader)
         naive_batches = iter(naive_loader)
-        for _ in range(steps):
+        for _ in range(n_steps):
             t_raw = timed(lambda: trainer.train_step(x, y), device)
             t_med = timed(lambda it=batches: trainer.train_step(*next(it)), device)  # type: ignore[misc]
             t_naive = timed(
@@ -297,10 +335,9 @@ def main() -> None:
                 device,
             )
             paired.append((t_raw, t_med, t_naive))
-        # A whole epoch through Trainer.fit, as the runner does (validation and MLflow included).
+        # A whole epoch through Trainer.fit, as the run's fit step does (validation and MLflow included).
         start = time.perf_counter()
-        trainer.fit(make_loader(train_ds, args.batch, True, rep, args.threads, pin),
-                    make_loader(val_ds, args.batch, False, 0, args.threads, pin), hooks)  # fmt: skip
+        trainer.fit(fitting.train_loader, fitting.val_loader, hooks)
         epoch_wall.append(time.perf_counter() - start)
         medtune.append(hooks.results[-1].images_per_second)
     on_thread_s = tracker.seconds_spent
@@ -317,7 +354,7 @@ def main() -> None:
         "batch": args.batch,
         "image_size": size,
         "dicom_size": args.dicom_size,
-        "train_images_per_epoch": steps * args.batch,
+        "train_images_per_epoch": n_steps * args.batch,
         "reps": args.reps,
         "torch_threads": torch.get_num_threads(),
         "prefetch_threads": args.threads,
