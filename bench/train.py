@@ -169,7 +169,7 @@ def bench_context(
     lora = method["lora"]
     return RunContext(
         handle=BenchHandle(store, options),
-        job=Job(id="bench", seed=0, weights=RANDOM, checkpoint_metric="val_auroc", train_subset=None),
+        job=Job(id="bench", seed=0, weights=RANDOM, checkpoint_metric="val_auroc"),
         entry=entry,
         hp=hp,
         method=Method(method["type"], lora["r"], lora["alpha"], lora["dropout"]),
