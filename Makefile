@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test lint unit bench clean
+.PHONY: install up test lint unit bench clean stack-test
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "medtune needs Python 3.11+"'
@@ -31,6 +31,13 @@ test: lint
 	sh scripts/install-system.sh
 	@sh scripts/install-browser.sh || echo "browser tests will skip: no Chromium could be installed"
 	$(BIN)/pytest -p no:cacheprovider --durations=25
+
+# The deployed mode end to end (tests/stack): needs a running Docker engine and debootstrap. The local
+# base image and the wheelhouse are made once; later runs reuse them and Docker's layer cache.
+stack-test: install
+	sh scripts/local-base.sh
+	PYTHON=$(BIN)/python sh scripts/wheelhouse.sh
+	MEDTUNE_STACK=1 $(BIN)/pytest -p no:cacheprovider tests/stack -x -v --durations=0 --timeout=3600
 
 unit: install
 	$(BIN)/pytest tests/unit

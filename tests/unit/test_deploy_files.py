@@ -1,5 +1,6 @@
 """The deployment files hold together: every Dockerfile, script, module and MEDTUNE_* setting they
-name exists. No Docker engine runs here, so the compose file is read as YAML and checked piece by piece."""
+name exists. Fast and engine-free: the compose files are read as YAML and checked piece by piece (the
+stack test, tests/stack, builds and runs them)."""
 
 from __future__ import annotations
 
@@ -25,13 +26,15 @@ from tests.services import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+CI_OVERRIDE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.ci.yml").read_text())
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKER = ROOT / "docker"
 COMPOSE_TEXT = COMPOSE_FILE.read_text()
 COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-SCRIPTS = sorted(DOCKER.glob("*.sh"))
-DOCKERFILES = sorted(DOCKER.glob("Dockerfile.*"))
+SCRIPTS = sorted(DOCKER.rglob("*.sh"))
+DOCKERFILES = sorted(DOCKER.rglob("Dockerfile.*"))
+TORCH_STACK = ("torch", "torchvision", "timm", "peft", "grad-cam")
 # Where the images put the repository (WORKDIR /app).
 IMAGE_ROOT = "/app/"
 
@@ -100,6 +103,29 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
     ]
 
 
+def stages(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """The instructions of each build stage by name (an unnamed last stage is ""), with those a stage
+    inherits `FROM` an earlier stage of the file first; ARGs before the first FROM go to every stage."""
+    named: dict[str, list[tuple[str, str]]] = {}
+    preamble: list[tuple[str, str]] = []
+    current: list[tuple[str, str]] | None = None
+    for instruction, args in dockerfile_instructions(path):
+        if instruction == "FROM":
+            image, _, name = args.partition(" AS ")
+            current = [*preamble, *named.get(image.strip(), []), (instruction, args)]
+            named[name.strip()] = current
+        elif current is None:
+            preamble.append((instruction, args))
+        else:
+            current.append((instruction, args))
+    return named
+
+
+def final(path: Path, stage: str = "") -> list[tuple[str, str]]:
+    """The instructions that make the image of `stage` (the file's last stage when not named)."""
+    return stages(path)[stage] if stage else list(stages(path).values())[-1]
+
+
 def copied_paths(dockerfile: Path) -> dict[str, str]:
     """Image path -> source path (relative to the build context) for every COPY from the context."""
     workdir = "/"
@@ -128,7 +154,8 @@ def built_services() -> dict[str, Path]:
 
 
 def test_compose_has_the_platform_services() -> None:
-    assert {"postgres", "redis", "minio", "minio-setup", "mlflow", "api", "worker"} <= set(SERVICES)
+    assert {"postgres", "redis", "s3", "s3-setup", "mlflow", "api", "inference", "worker", "worker-cpu",
+            "dicom"} <= set(SERVICES)  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(built_services()))
@@ -146,12 +173,15 @@ def test_dockerfile_copies_only_what_exists(dockerfile: Path) -> None:
         assert src.split("/")[0] not in ignored, f"{dockerfile.name} copies {src}, which .dockerignore drops"
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
-def test_dockerfile_entrypoint_and_its_scripts_are_in_the_image(dockerfile: Path) -> None:
+@pytest.mark.parametrize(
+    ("dockerfile", "stage"),
+    [(d, s) for d in DOCKERFILES for s in stages(d) if any(i == "ENTRYPOINT" for i, _ in final(d, s))],
+    ids=lambda x: x.name if isinstance(x, Path) else x,
+)
+def test_dockerfile_entrypoint_and_its_scripts_are_in_the_image(dockerfile: Path, stage: str) -> None:
     copied = copied_paths(dockerfile)
-    entrypoints = [json.loads(a) for i, a in dockerfile_instructions(dockerfile) if i == "ENTRYPOINT"]
-    assert len(entrypoints) == 1
-    program = entrypoints[0][0]
+    entrypoints = [json.loads(a) for i, a in final(dockerfile, stage) if i == "ENTRYPOINT"]
+    program = entrypoints[-1][0]
     if not program.startswith(IMAGE_ROOT):
         return  # a program the image installs, e.g. mlflow
     assert program in copied, f"{dockerfile.name} runs {program} but does not copy it"
@@ -260,7 +290,8 @@ def test_platform_environment_makes_valid_production_settings(
     settings.check_startup()  # a non-default de-identification secret is set
     assert settings.db_url.startswith("postgresql+psycopg://medtune:")
     assert settings.object_store_url == "s3://medtune"
-    assert settings.s3_endpoint_url == "http://minio:9000"
+    assert settings.s3_endpoint_url == "http://s3:8333"
+    assert settings.inference_nodes == ["http://inference:8000"]
     assert settings.s3_server_side_encryption == "AES256"
     assert (settings.broker_url or "").startswith("redis://redis:6379")
     assert (settings.result_backend or "").startswith("redis://redis:6379")
@@ -276,39 +307,70 @@ def test_worker_reserves_one_gpu_and_runs_one_job_at_a_time() -> None:
     assert re.search(r"(--concurrency[= ]|-c )1\b", command)
     assert re.search(r"--prefetch-multiplier[= ]1\b", command)
     assert "worker.app:celery_app worker" in command
-    # The image's default command is the same one-job worker.
-    (cmd,) = [json.loads(a) for i, a in dockerfile_instructions(DOCKER / "Dockerfile.worker") if i == "CMD"]
+    # The image's default command (the file's last stage, target worker) is the same one-job worker.
+    assert SERVICES["worker"]["build"]["target"] == "worker"
+    (cmd,) = [json.loads(a) for i, a in final(DOCKER / "Dockerfile.torch", "worker") if i == "CMD"]
     assert cmd[cmd.index("--concurrency") + 1] == "1"
+    assert list(stages(DOCKER / "Dockerfile.torch"))[-1] == "worker"  # a build without --target
 
 
-def test_worker_image_is_cuda_and_api_image_is_cpu() -> None:
-    (worker_from,) = [
-        a for i, a in dockerfile_instructions(DOCKER / "Dockerfile.worker") if i == "ARG" and "CUDA" in a
-    ]
-    assert "nvidia/cuda:" in worker_from and "cudnn-runtime" in worker_from
-    assert "python3.11" in (DOCKER / "Dockerfile.worker").read_text()
-    assert "download.pytorch.org/whl/cpu" in (DOCKER / "Dockerfile.api").read_text()
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_every_dockerfile_takes_a_base_image(dockerfile: Path) -> None:
+    instructions = dockerfile_instructions(dockerfile)
+    assert instructions[0][0] == "ARG" and instructions[0][1].startswith("BASE_IMAGE=")
+    assert instructions[1] == ("FROM", "${BASE_IMAGE}") or instructions[1][1].startswith("${BASE_IMAGE} AS ")
+    default = instructions[0][1].removeprefix("BASE_IMAGE=")
+    if dockerfile.parent.name == "ci":
+        assert default == "medtune-local/debian:bookworm"  # scripts/local-base.sh's image
+    elif dockerfile.name == "Dockerfile.torch":
+        assert default.startswith("nvidia/cuda:") and "cudnn-runtime" in default
+    else:
+        assert default.startswith("python:3.11-slim")
+    assert "medtune-local/debian:bookworm" in (ROOT / "scripts" / "local-base.sh").read_text()
 
 
-@pytest.mark.parametrize("dockerfile", ["Dockerfile.api", "Dockerfile.worker"])
-def test_images_install_the_server_extra_with_the_pinned_torch(dockerfile: str) -> None:
-    text_ = (DOCKER / dockerfile).read_text()
-    assert 'pip install ".[server]"' in text_
+def test_inference_and_worker_images_share_the_torch_stage() -> None:
+    torch_file = DOCKER / "Dockerfile.torch"
+    assert set(stages(torch_file)) == {"torch", "inference", "worker"}
+    for name, target in (("inference", "inference"), ("dicom", "inference"), ("worker", "worker"),
+                         ("worker-cpu", "worker")):  # fmt: skip
+        build = SERVICES[name]["build"]
+        assert (build["dockerfile"], build["target"]) == ("docker/Dockerfile.torch", target), name
+    text_ = torch_file.read_text()
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130" in text_
     pyproject = (ROOT / "pyproject.toml").read_text()
     for package in ("torch", "torchvision"):
         (pinned,) = re.findall(rf'"{package}==([\d.]+)"', pyproject)
         (arg,) = re.findall(rf"ARG {package.upper()}_VERSION=([\d.]+)", text_)
-        assert arg == pinned, f"{dockerfile} installs {package} {arg}, pyproject pins {pinned}"
+        assert arg == pinned, f"Dockerfile.torch installs {package} {arg}, pyproject pins {pinned}"
+
+
+def test_api_image_installs_the_server_extra_without_the_torch_stack() -> None:
+    text_ = (DOCKER / "Dockerfile.api").read_text()
+    assert f"docker/requirements.py server --without {','.join(TORCH_STACK)}" in text_
+    out = subprocess.run(
+        [sys.executable, str(DOCKER / "requirements.py"), "server", "--without", ",".join(TORCH_STACK)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    names = {re.split(r"[<>=\[ ;]", line)[0].lower() for line in out.stdout.splitlines()}
+    assert not names & set(TORCH_STACK)
+    assert {"fastapi", "sqlalchemy", "celery", "boto3", "pydicom", "mlflow", "httpx"} <= names
+    refused = subprocess.run(
+        [sys.executable, str(DOCKER / "requirements.py"), "server", "--without", "tensorflow"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "tensorflow" in refused.stderr
 
 
 def test_every_long_running_service_has_a_healthcheck() -> None:
     running = [n for n in SERVICES if long_running(n)]
-    assert {"postgres", "redis", "minio", "mlflow", "api", "worker", "worker-cpu"} <= set(running)
+    assert {"postgres", "redis", "s3", "mlflow", "api", "inference", "worker", "worker-cpu"} <= set(running)
     for name in running:
         assert healthcheck_text(SERVICES[name]).startswith(("CMD ", "CMD-SHELL ")), (
             f"{name} has no healthcheck"
         )
     assert "/readyz" in healthcheck_text(SERVICES["api"])
+    assert "/healthz" in healthcheck_text(SERVICES["inference"])
 
 
 def test_dependencies_wait_for_health_or_completion() -> None:
@@ -317,8 +379,8 @@ def test_dependencies_wait_for_health_or_completion() -> None:
             assert dep in SERVICES, f"{name} depends on unknown {dep}"
             expected = "service_healthy" if long_running(dep) else "service_completed_successfully"
             assert cond["condition"] == expected, f"{name} -> {dep}"
-    assert {"postgres", "redis", "minio-setup", "mlflow"} <= set(SERVICES["api"]["depends_on"])
-    assert set(SERVICES["api"]["depends_on"]) == set(SERVICES["worker"]["depends_on"])
+    assert {"postgres", "redis", "s3-setup", "mlflow", "inference"} <= set(SERVICES["api"]["depends_on"])
+    assert set(SERVICES["worker"]["depends_on"]) == set(SERVICES["api"]["depends_on"]) - {"inference"}
 
 
 def test_api_can_be_scaled() -> None:
@@ -339,7 +401,7 @@ def test_mlflow_uses_postgres_and_s3_artifacts() -> None:
     assert "--backend-store-uri=postgresql" in command and "@postgres:5432/mlflow" in command
     assert "--artifacts-destination=s3://mlflow" in command
     assert "CREATE DATABASE mlflow" in (DOCKER / "postgres" / "init-mlflow-db.sql").read_text()
-    assert "mlflow" in (DOCKER / "minio-setup.sh").read_text()
+    assert '"mlflow"' in (DOCKER / "s3-setup.py").read_text()
     (pinned,) = re.findall(r"ARG MLFLOW_VERSION=(\S+)", (DOCKER / "Dockerfile.mlflow").read_text())
     import mlflow
 
@@ -508,3 +570,31 @@ def test_api_entrypoint_migrates_then_serves_and_its_healthcheck_answers(tmp_pat
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
+
+
+# --- the inference tier and the stack test's override ---------------------------------------------
+
+
+def test_inference_tier_reserves_a_gpu_and_serves_on_port_8000() -> None:
+    inference = SERVICES["inference"]
+    devices = inference["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    assert "ports" not in inference  # reached on the compose network only
+    (cmd,) = [json.loads(a) for i, a in final(DOCKER / "Dockerfile.torch", "inference") if i == "CMD"]
+    assert cmd[:2] == ["medtune", "serve"] and cmd[cmd.index("--port") + 1] == "8000"
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
+    assert "http://inference:8000" in COMPOSE_TEXT
+
+
+def test_ci_override_builds_every_image_from_the_local_base() -> None:
+    args = CI_OVERRIDE["x-local-args"]
+    assert args["BASE_IMAGE"].startswith("${LOCAL_BASE:-medtune-local/debian:bookworm}")
+    assert args["PIP_NO_INDEX"] == "1" and "WHEELHOUSE_URL" in args["PIP_FIND_LINKS"]
+    overridden = CI_OVERRIDE["services"]
+    for name, svc in SERVICES.items():
+        if "build" in svc:
+            assert overridden[name]["build"]["args"] == args, name
+    for name in ("postgres", "redis", "s3"):
+        build = overridden[name]["build"]
+        assert (ROOT / build["dockerfile"]).is_file() and build["dockerfile"].startswith("docker/ci/")
+        assert build["args"] == args

@@ -1,0 +1,76 @@
+"""The stack test's fixtures: the images built from the local base, the compose stack up with the CI
+override, an API key. Collected only when MEDTUNE_STACK=1 (`make stack-test`): the normal run has no
+Docker engine to expect, and .ci/run runs this after the suites."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.services import free_port
+from tests.stack.compose import ROOT, Stack, serve_wheelhouse
+
+if os.environ.get("MEDTUNE_STACK") != "1":
+    collect_ignore_glob = ["test_*.py"]
+
+TIMINGS = ROOT / ".stack" / "timings.json"
+
+
+def stack_env(api_ports: str) -> dict[str, str]:
+    """Fresh secrets for each run (hex, valid inside URLs) and host ports that no one else holds."""
+    return {
+        "MEDTUNE_DEID_SECRET": secrets.token_hex(32),
+        "POSTGRES_PASSWORD": secrets.token_hex(16),
+        "MEDTUNE_S3_ACCESS_KEY_ID": "medtune",
+        "MEDTUNE_S3_SECRET_ACCESS_KEY": secrets.token_hex(16),
+        "MEDTUNE_INFERENCE_TOKEN": secrets.token_hex(32),
+        "API_PORTS": api_ports,
+        "API_WORKERS": "1",
+        "MLFLOW_PORT": str(free_port()),
+        "DICOM_PORT": str(free_port()),
+        "IMAGE_TAG": "stack",
+        # A killed worker's message comes back after this long (the platform's default is 48 h).
+        "MEDTUNE_BROKER_VISIBILITY_TIMEOUT_S": "15",
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    base = 20000 + secrets.randbelow(400) * 10
+    with serve_wheelhouse() as (host, url):
+        env = stack_env(f"{base}-{base + 9}") | {"WHEELHOUSE_HOST": host, "WHEELHOUSE_URL": url}
+        s = Stack(f"medtune-stack-{secrets.token_hex(3)}", env, tmp_path_factory.mktemp("stack"))
+        started = time.monotonic()
+        s.compose("build", timeout=3600)
+        s.timings["build_s"] = round(time.monotonic() - started)
+        try:
+            started = time.monotonic()
+            s.up()
+            s.timings["up_s"] = round(time.monotonic() - started)
+            yield s
+        finally:
+            s.dump_logs()
+            s.compose("down", "-v", "--remove-orphans", timeout=300, check=False)
+            s.write_timings(TIMINGS)
+
+
+@pytest.fixture(scope="session")
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    project = stack.exec("api", "medtune", "admin", "create-project", "stack").strip()
+    assert project
+    key = stack.exec("api", "medtune", "admin", "create-key", "--project", "stack").strip().splitlines()[-1]
+    stack.key = key
+    with httpx.Client(base_url=stack.api_urls()[0], timeout=120) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        yield client
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("flow")
