@@ -351,6 +351,22 @@ class JobReport(Resource):
     subgroups: list[dict[str, Any]] = Field(default_factory=list)
     flagged_subgroups: list[SubgroupFlag] = Field(default_factory=list)
 
+    def markdown(self) -> str:
+        """The test table in the white paper's columns (AUROC, AUPRC, sensitivity, specificity, F1), as
+        a README's markdown table; a missing value or CI is "n/a"."""
+        columns = ("auroc", "auprc", "sensitivity", "specificity", "f1")
+
+        def cell(row: ReportRow, m: str) -> str:
+            v, ci = getattr(row, m), row.ci95.get(m)
+            text = "n/a" if v is None else f"{v:.3f}"
+            return text if not ci else f"{text} ({ci[0]:.3f}-{ci[1]:.3f})"
+
+        names = ("AUROC", "AUPRC", "Sensitivity", "Specificity", "F1")
+        lines = ["| Label | " + " | ".join(names) + " |",
+                 "|---" * (len(columns) + 1) + "|"]  # fmt: skip
+        lines += [f"| {r.label} | " + " | ".join(cell(r, m) for m in columns) + " |" for r in self.table]
+        return "\n".join(lines) + "\n"
+
 
 class LabelComparison(Resource):
     n: int

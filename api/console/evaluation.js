@@ -25,7 +25,7 @@ function subgroupTable(groups) {
   const attrs = Object.entries(groups.attributes || {});
   if (!attrs.length)
     return el("div", { id: "subgroups" }, el("h3", {}, "Subgroups"),
-      el("p", { class: "muted" }, "No attribute (sex, age band, view position, modality) has two known values on the test split."));
+      el("p", { class: "muted" }, "No attribute (sex, age band, view position, modality, manufacturer, a labels CSV group:<name> column) has two known values on the test split."));
   const wrap = tableOf(["Attribute", "Value", "Images", "AUROC", "95% CI", "Flag"], []);
   const body = wrap.querySelector("tbody");
   for (const [attr, list] of attrs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.concurrency import run_in_threadpool
@@ -16,6 +16,7 @@ from api.state import AppState
 from api.streams import Pacing, Polled, SharedReads, SharedReadsDep, event_stream
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
+from platform_core.evaluation import report
 from platform_core.jobs import service, views
 from platform_core.jobs.schemas import (
     CheckpointOut,
@@ -141,6 +142,13 @@ def list_checkpoints(
 ) -> Page[CheckpointOut]:
     """By epoch; `after` pages towards later epochs."""
     return views.list_checkpoints(session, principal.project_id, job_id, limit, after)
+
+
+@router.get("/jobs/{job_id}/report.json")
+def get_report(job_id: str, session: SessionDep, state: StateDep, principal: Reader) -> dict[str, Any]:
+    """The job report's figures as JSON: the test table (AUROC, AUPRC, sensitivity, specificity, F1 with
+    CIs), ROC and PR points, reliability bins, operating points and the subgroup table."""
+    return report.read(session, state.store, principal.project_id, job_id)
 
 
 @router.post("/jobs/{job_id}/cancel")

@@ -12,7 +12,7 @@ from typing import Any
 
 from medtune._progress import NullProgress, training_bar, wanted
 from medtune._transport import ServerSentEvent
-from medtune.models import Checkpoint, Dataset, Job, JobEvent, Split
+from medtune.models import Checkpoint, Dataset, Job, JobEvent, JobReport, Split
 from medtune.pagination import AsyncPage, Page
 from medtune.resources._base import AsyncResource, SyncResource, id_of
 
@@ -156,6 +156,10 @@ class Jobs(SyncResource):
     def checkpoints(self, job: str | Job) -> builtins.list[Checkpoint]:
         return builtins.list(self._client.page(f"{JOBS}/{id_of(job)}/checkpoints", Checkpoint))
 
+    def report(self, job: str | Job) -> JobReport:
+        """The report's figures as data (test table, curves, reliability, operating points, subgroups)."""
+        return self._client.get(f"{JOBS}/{id_of(job)}/report.json", JobReport)
+
     def stream(self, job: str | Job) -> Iterator[JobEvent]:
         """Events as they happen (server-sent events); ends when the job is finished."""
         for sse in self._client.events(f"{JOBS}/{id_of(job)}/events/stream"):
@@ -218,6 +222,9 @@ class AsyncJobs(AsyncResource):
     async def checkpoints(self, job: str | Job) -> builtins.list[Checkpoint]:
         page = await self._client.page(f"{JOBS}/{id_of(job)}/checkpoints", Checkpoint)
         return [c async for c in page]
+
+    async def report(self, job: str | Job) -> JobReport:
+        return await self._client.get(f"{JOBS}/{id_of(job)}/report.json", JobReport)
 
     async def stream(self, job: str | Job) -> AsyncIterator[JobEvent]:
         async for sse in self._client.events(f"{JOBS}/{id_of(job)}/events/stream"):

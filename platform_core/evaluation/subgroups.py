@@ -1,8 +1,10 @@
-"""Test metrics per subgroup (sex, age band, view position, modality) with bootstrap CIs and counts,
+"""Test metrics per subgroup (sex, age band, view position, modality, manufacturer and model, the labels
+CSV's `group:<name>` columns) with bootstrap CIs and counts,
 flagging a subgroup whose AUROC CI lies wholly below the overall point estimate."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,12 +12,14 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from platform_core.storage import ObjectStore
 from platform_core.training import metrics as M
 
 AGE_BANDS = ((0, 18, "0-17"), (18, 40, "18-39"), (40, 60, "40-59"), (60, 80, "60-79"), (80, 200, "80+"))
 UNKNOWN = "unknown"
 # Subgroups are resampled fewer times than the whole test split: there are many of them.
 SUBGROUP_RESAMPLES = 200
+HEADER_BYTES = 256 * 1024
 
 
 def age_band(age: int | None) -> str:
@@ -24,28 +28,95 @@ def age_band(age: int | None) -> str:
     return next((name for lo, hi, name in AGE_BANDS if lo <= age < hi), UNKNOWN)
 
 
-def attributes(session: Session, image_ids: Sequence[str]) -> dict[str, list[str]]:
+def attributes(
+    session: Session, image_ids: Sequence[str], store: ObjectStore | None = None
+) -> dict[str, list[str]]:
     """{attribute: value per image, in order}: view position and modality from the image, sex and age
-    band from its study (stored only when the dataset retains patient characteristics)."""
+    band from its study (stored only when the dataset retains patient characteristics); with the object
+    store, also manufacturer and model from the de-identified DICOM's header, and the `group:<name>`
+    columns of the dataset's labels CSVs."""
     from platform_core.datasets.models import Image, Study
 
-    rows: dict[str, tuple[Any, ...]] = {}
+    rows: dict[str, Any] = {}
     ids = list(image_ids)
     for i in range(0, len(ids), 1000):
         q = (
-            select(Image.id, Image.view_position, Image.modality, Study.sex, Study.age_years)
+            select(
+                Image.id, Image.view_position, Image.modality, Study.sex, Study.age_years, Image.dataset_id,
+                Image.source, Image.dicom_key, Study.study_key_hmac, Study.accession_hmac,
+            )
             .outerjoin(Study, Study.id == Image.study_id)
             .where(Image.id.in_(ids[i : i + 1000]))
-        )
-        rows.update({r[0]: tuple(r[1:]) for r in session.execute(q)})
-    empty = (None, None, None, None)
-    got = [rows.get(i, empty) for i in ids]
-    return {
-        "sex": [str(r[2] or UNKNOWN) for r in got],
-        "age_band": [age_band(r[3]) for r in got],
-        "view_position": [str(r[0] or UNKNOWN) for r in got],
-        "modality": [str(r[1] or UNKNOWN) for r in got],
+        )  # fmt: skip
+        rows.update({r[0]: r for r in session.execute(q)})
+    got = [rows.get(i) for i in ids]
+    out = {
+        "sex": [str((r and r.sex) or UNKNOWN) for r in got],
+        "age_band": [age_band(r.age_years if r else None) for r in got],
+        "view_position": [str((r and r.view_position) or UNKNOWN) for r in got],
+        "modality": [str((r and r.modality) or UNKNOWN) for r in got],
     }
+    if store is not None:
+        out.update(device_attributes(store, got))
+        out.update(group_attributes(store, got))
+    return out
+
+
+def device_attributes(store: ObjectStore, rows: Sequence[Any]) -> dict[str, list[str]]:
+    """Manufacturer, and manufacturer with model name, from each DICOM's header; de-identification keeps
+    them when the dataset retains device identity (PS3.15's option, as sex and age need the patient
+    characteristics option); otherwise, and for PNG and JPEG, they are unknown and the table is left out."""
+    dicom = [r is not None and r.source == "dicom" and bool(r.dicom_key) for r in rows]
+    found = [_device(store, r.dicom_key) if ok else (None, None) for r, ok in zip(rows, dicom, strict=True)]
+    return {
+        "manufacturer": [m or UNKNOWN for m, _ in found],
+        "manufacturer_model": [
+            f"{m or UNKNOWN} / {model}" if model else (m or UNKNOWN) for m, model in found
+        ],
+    }
+
+
+def _device(store: ObjectStore, key: str) -> tuple[str | None, str | None]:
+    """The header is read from the object's first HEADER_BYTES, not the whole image."""
+    from pydicom import dcmread
+
+    buf = bytearray()
+    chunks = store.open(key)
+    try:
+        for chunk in chunks:
+            buf += chunk
+            if len(buf) >= HEADER_BYTES:
+                break
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    try:
+        ds = dcmread(io.BytesIO(bytes(buf)), stop_before_pixels=True, force=True,
+                     specific_tags=["Manufacturer", "ManufacturerModelName"])  # fmt: skip
+    except Exception:  # a header longer than HEADER_BYTES or unreadable: unknown, not a failed job
+        return None, None
+    maker, model = ds.get("Manufacturer"), ds.get("ManufacturerModelName")
+    return (str(maker).strip() or None) if maker else None, (str(model).strip() or None) if model else None
+
+
+def group_attributes(store: ObjectStore, rows: Sequence[Any]) -> dict[str, list[str]]:
+    """`group:<name>` per image: the value its study's row of a labels CSV declared."""
+    from platform_core.datasets.labels import read_groups
+
+    by_dataset = {ds: read_groups(store, ds) for ds in {r.dataset_id for r in rows if r is not None}}
+    per_image = [
+        (
+            by_dataset[r.dataset_id].get(r.study_key_hmac)
+            or by_dataset[r.dataset_id].get(r.accession_hmac)
+            or {}
+        )
+        if r is not None
+        else {}
+        for r in rows
+    ]
+    names = sorted({name for g in per_image for name in g})
+    return {f"group:{name}": [g.get(name, UNKNOWN) for g in per_image] for name in names}
 
 
 def group_report(

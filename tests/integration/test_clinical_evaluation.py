@@ -2,9 +2,12 @@
 model card and the SDK types; champion/challenger comparison (DeLong, McNemar) over REST and the
 non-inferiority alias gate.
 
+Promotion with an operating point and temperature scaling, served; the report's figures as JSON.
+
 A live stack: the API in-process, one real Celery worker process (ingest, train, infer) on the embedded
-filesystem broker, PostgreSQL, a file object store. The radiographs carry two view positions and two
-sexes (the dataset retains patient characteristics), so both subgroup tables exist."""
+filesystem broker, PostgreSQL, a file object store. The radiographs carry two view positions, two sexes
+(the dataset retains patient characteristics) and two manufacturers (it retains device identity), and
+the labels CSV declares a `group:site` column, so each of those subgroup tables exists."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from tests.services import WorkerProcess, wait_for
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 PATIENTS = 32
+SITES = ("north", "south")
 MARGIN = 0.05
 
 
@@ -40,26 +44,30 @@ class Stack:
 
 
 def varied_radiographs(folder: Path) -> tuple[list[Path], bytes]:
-    """PATIENTS radiographs in two view positions, two sexes and several ages, and a labels CSV."""
+    """PATIENTS radiographs in two view positions, two sexes, several ages and two manufacturers, and a
+    labels CSV with a site per study."""
     from tests.fixtures_dicom import PLANTED, radiograph, to_bytes
 
     folder.mkdir(parents=True, exist_ok=True)
-    paths, rows = [], ["AccessionNumber,finding"]
+    paths, rows = [], ["AccessionNumber,finding,group:site"]
     for p in range(1, PATIENTS + 1):
         ds = radiograph(patient=p, study=1, instance=1, size=64, seed=p)
         ds.ViewPosition = "PA" if (p // 2) % 2 else "AP"
         ds.PatientSex = "M" if (p // 4) % 2 else "F"
         ds.PatientAge = f"0{30 + p:02d}Y"
+        ds.Manufacturer, ds.ManufacturerModelName = ("Acme", "DR-1") if p % 3 else ("Bolt", "X-9")
         path = folder / f"patient{p}.dcm"
         path.write_bytes(to_bytes(ds))
         paths.append(path)
-        rows.append(f"{PLANTED['accession']}{p}1,{p % 2}")
+        rows.append(f"{PLANTED['accession']}{p}1,{p % 2},{SITES[(p // 3) % 2]}")
     return paths, ("\n".join(rows) + "\n").encode()
 
 
 def varied_dataset(client: Any, headers: dict[str, str], folder: Path) -> tuple[str, str]:
-    """(dataset id, split id): varied_radiographs() ingested with patient characteristics, and split."""
-    options = {"min_image_size": 64, "cache_size": 64, "retain_patient_characteristics": True}
+    """(dataset id, split id): varied_radiographs() ingested with patient characteristics and device
+    identity (manufacturer and model), and split."""
+    options = {"min_image_size": 64, "cache_size": 64, "retain_patient_characteristics": True,
+               "retain_device_identity": True}  # fmt: skip
     body = {"name": folder.name, "task": "binary", "labels": ["finding"], "options": options}
     dataset_id = str(call(client, "POST", "/v1/datasets", headers, json=body)["id"])
     paths, labels = varied_radiographs(folder)
@@ -224,3 +232,99 @@ def test_a_version_of_another_epoch_is_compared_on_its_own_evaluation(stack: Sta
     got = call(stack.client, "GET", "/v1/models/cxr-epoch/compare?a=2&b=1", stack.headers)
     assert got["n_test"] == job["result"]["n_test"] and got["b"]["version"] == 1
     assert got["per_label"]["finding"]["thresholds"]["b"] == version["manifest"]["thresholds"]["finding"]
+
+
+def test_group_column_and_manufacturer_subgroups_and_the_report_json(stack: Stack) -> None:
+    import medtune
+    from medtune.models import JobReport
+    from tests.integration.test_erasure import _InProcess
+
+    job = stack.jobs[0]
+    result = job["result"]
+    groups = result["subgroups"]["attributes"]
+    assert {g["value"] for g in groups["group:site"]} == set(SITES), groups.keys()
+    assert {g["value"] for g in groups["manufacturer"]} == {"Acme", "Bolt"}
+    assert {g["value"] for g in groups["manufacturer_model"]} == {"Acme / DR-1", "Bolt / X-9"}
+    for attribute in ("group:site", "manufacturer"):
+        assert sum(g["n"] for g in groups[attribute]) == result["n_test"]
+
+    key = stack.headers["Authorization"].removeprefix("Bearer ")
+    with medtune.Client("http://testserver", key, transport=_InProcess(stack.client._transport)) as sdk:
+        report = sdk.jobs.report(job["id"])
+    assert isinstance(report, JobReport) and report.job_id == job["id"]
+    assert report.format == "medtune-report/1" and report.n_test == result["n_test"]
+    assert report.table[0].label == "macro" and report.table[0].auroc == result["macro"]["auroc"]
+    assert report.table[1].f1 == result["per_label"]["finding"]["f1"]
+    assert report.table[0].ci95["auroc"] == result["ci95"]["macro"]["auroc"]
+    cal = result["calibration"]["per_label"]["finding"]
+    assert [b.model_dump() for b in report.reliability["finding"]] == cal["reliability"]
+    assert report.calibration["finding"]["ece"] == cal["ece"]
+    points = result["operating_points"]["per_label"]["finding"]
+    assert [p.threshold for p in report.operating_points["finding"]] == [p["threshold"] for p in points]
+    rows = {(r["attribute"], r["value"]): r for r in report.subgroups}
+    for attribute, values in groups.items():
+        for g in values:
+            assert rows[(attribute, g["value"])]["n"] == g["n"]
+            assert rows[(attribute, g["value"])]["auroc"] == g["macro"]["auroc"]
+    roc = report.curves["finding"]["roc"]
+    assert roc["fpr"][0] == 0.0 and roc["tpr"][-1] == 1.0 and len(roc["fpr"]) == len(roc["thresholds"])
+    stored = json.loads(stack.store.get_bytes(result["artifacts"]["report.json"]))
+    assert JobReport.model_validate(stored) == report
+    table = report.markdown().splitlines()
+    assert table[0] == "| Label | AUROC | AUPRC | Sensitivity | Specificity | F1 |" and len(table) == 2 + 2
+    assert table[2].startswith(f"| macro | {result['macro']['auroc']:.3f}")
+    r = stack.client.get("/v1/fine-tuning/jobs/ftjob_missing/report.json", headers=stack.headers)
+    assert r.status_code == 404, r.text
+
+
+def _serve(stack: Stack, body: dict[str, Any]) -> Any:
+    return stack.client.post("/v1/models", headers=stack.headers, json={"name": "cxr-serve", **body})
+
+
+def _predict(stack: Stack, version: int, image: bytes) -> dict[str, Any]:
+    headers = {**stack.headers, "Content-Type": "application/dicom"}
+    r = stack.client.post(f"/v1/models/cxr-serve:{version}/predict", headers=headers, content=image)
+    assert r.status_code == 200, r.text
+    return dict(r.json()["predictions"][0])
+
+
+def test_promotion_serves_temperature_scaled_probabilities_and_positive_at_its_operating_point(
+    stack: Stack,
+) -> None:
+    from tests.fixtures_dicom import radiograph, to_bytes
+
+    job = stack.jobs[0]
+    result = job["result"]
+    temperature = result["calibration"]["per_label"]["finding"]["temperature"]
+    points = {p["name"]: p["threshold"] for p in result["operating_points"]["per_label"]["finding"]}
+    off = _serve(stack, {"job_id": job["id"]})
+    on = _serve(
+        stack, {"job_id": job["id"], "calibration": "temperature", "operating_point": "specificity@0.90"}
+    )
+    assert off.status_code == 201 and on.status_code == 201, (off.text, on.text)
+    manifest = on.json()["manifest"]
+    assert manifest["calibration"]["method"] == "temperature"
+    assert manifest["calibration"]["temperatures"] == {"finding": temperature}
+    assert manifest["operating_point"]["name"] == "specificity_0.90"
+    assert manifest["operating_point"]["thresholds"] == {"finding": points["specificity_0.90"]}
+    assert off.json()["manifest"]["calibration"] == {"method": "none"}
+
+    for seed in (7, 8, 9):
+        image = to_bytes(radiograph(patient=90 + seed, study=1, instance=1, size=64, seed=seed))
+        plain = _predict(stack, off.json()["version"], image)
+        scaled = _predict(stack, on.json()["version"], image)
+        p = plain["probabilities"]["finding"]
+        z = np.log(p / (1 - p))
+        want = 1 / (1 + np.exp(-z / temperature))
+        assert scaled["probabilities"]["finding"] == pytest.approx(want, rel=1e-4, abs=1e-6)
+        assert scaled["calibration"] == "temperature" and plain["calibration"] == "none"
+        # positive: the operating point's threshold on the raw probability decides, on either scale
+        assert scaled["positive"]["finding"] == (p >= points["specificity_0.90"])
+        assert plain["positive"] == plain["predicted"]  # Youden's point by default
+        assert plain["operating_point"]["name"] == "youden"
+        assert scaled["predicted"]["finding"] == (p >= result["thresholds"]["finding"])
+
+    r = _serve(stack, {"job_id": job["id"], "operating_point": "sensitivity_0.80"})
+    assert r.status_code == 422 and "sensitivity_0.80" in r.text, r.text
+    r = _serve(stack, {"job_id": job["id"], "operating_point": "the best one"})
+    assert r.status_code == 422 and "operating_point" in r.text, r.text

@@ -9,7 +9,7 @@ from typing import Any
 from platform_core.artifacts import ADAPTER_CONFIG_FILE, ADAPTER_FILE, AdapterConfig, adapter_config_bytes
 from platform_core.db.session import unit_of_work
 from platform_core.errors import PlatformError
-from platform_core.evaluation import subgroups
+from platform_core.evaluation import report, subgroups
 from platform_core.jobs import adapter, status
 from platform_core.jobs import repository as repo
 from platform_core.jobs.run.context import (
@@ -51,7 +51,7 @@ def evaluate(ctx: RunContext, data: SplitData, trainer: Trainer, best: Checkpoin
     y_test, p_test, test_loss = trainer.predict(_loader(ctx, data, "test"))
     test_ids = [x.image_id for x in data.samples["test"]]
     with ctx.handle.sessions() as s:
-        attributes = subgroups.attributes(s, test_ids)
+        attributes = subgroups.attributes(s, test_ids, ctx.handle.store)
     ev = evaluation.evaluate(
         y_val,
         p_val,
@@ -102,6 +102,7 @@ def write_artifacts(
         "roc.png": evaluation.curves_png(tested.y, tested.p, ctx.labels, "roc"),
         "pr.png": evaluation.curves_png(tested.y, tested.p, ctx.labels, "pr"),
         "test_predictions.json": evaluation.predictions_json(tested.image_ids, tested.y, tested.p, ev),
+        report.REPORT_FILE: report.report_json(ev.to_json(), tested.y, tested.p, extra),
         f"adapter/{ADAPTER_CONFIG_FILE}": config_bytes,
     }
     for name, blob in artifacts.items():
