@@ -7,12 +7,14 @@ API replica sends a base's versions to the same tier replica, where they stay ho
 cannot be reached hands its keys to the next one on the ring. The tier's 4xx come back with their own
 status and body; a tier that cannot be reached, times out or fails answers 503 in the platform's
 shape, never a 500. One async client, built in the lifespan, serves every request: a request holds
-no thread while it waits on the network. Nothing here imports torch.
+no thread while it waits on the network. Nothing here imports torch: even a timm name outside the
+catalog (a job's base_model) is inferred by the tier, not here (catalog.infer_with).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import httpx
@@ -25,6 +27,8 @@ from platform_core.config import Settings
 from platform_core.errors import PlatformError
 from platform_core.inference import wire
 from platform_core.inference.routing import Ring, base_key
+from platform_core.training import catalog
+from platform_core.training.backbone_entry import BackboneEntry
 
 log = logging.getLogger("medtune.api")
 
@@ -50,18 +54,45 @@ class InferenceTier:
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
         # Connecting is quick or the replica is down: fail over fast; the model run may take a while.
+        timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
         self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+            timeout=timeout, limits=httpx.Limits(max_connections=512, max_keepalive_connections=128)
         )
+        self.sync_client = httpx.Client(timeout=timeout)  # the catalog asks from worker threads
+        self.entries: dict[str, BackboneEntry] = {}
+        self.replaced: Callable[[str], BackboneEntry] | None = None  # the catalog's resolver before
 
     @classmethod
     def from_settings(cls, settings: Settings) -> InferenceTier | None:
+        """The tier's client, installed as the catalog's resolver of names outside it; None: embedded."""
         nodes = settings.inference_nodes
-        return cls(nodes, settings.inference_timeout_s, settings.inference_token) if nodes else None
+        if not nodes:
+            return None
+        tier = cls(nodes, settings.inference_timeout_s, settings.inference_token)
+        tier.replaced = catalog.infer_with(tier.backbone)
+        return tier
 
     async def aclose(self) -> None:
+        catalog.infer_with(self.replaced)
+        self.sync_client.close()
         await self.client.aclose()
+
+    def backbone(self, name: str) -> BackboneEntry:
+        """The catalog entry the tier infers for a timm name (cached: an entry never changes)."""
+        if name in self.entries:
+            return self.entries[name]
+        for node in self.ring.order(name):
+            try:
+                response = self.sync_client.get(f"{node}/v1/backbones/{name}", headers=self.headers)
+            except httpx.ConnectError:
+                continue
+            except httpx.HTTPError:
+                raise TierUnavailable("the inference tier did not answer about the base model") from None
+            if response.status_code != 200:
+                _answer(node, response)  # raises the tier's 4xx as it is, else a 503
+            entry = self.entries[name] = wire.entry_from_json(response.json())
+            return entry
+        raise TierUnavailable("no inference tier replica can be reached (MEDTUNE_INFERENCE_URLS)")
 
     async def predict(self, manifest: ModelManifest, payload: bytes) -> list[dict[str, Any]]:
         """The tier's predictions for a wire payload, from the base's replica (its successor if down)."""

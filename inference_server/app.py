@@ -14,6 +14,8 @@ as a Bearer token). No database: the API sends each version's manifest with the 
     POST /v1/predict  body: platform_core.inference.wire (manifest, image bodies, explain); answers
                       {"predictions": [...]}, exactly what serving.predict returns in process, or an
                       error in the platform's shape {"error": {"type", "message", "param"}}.
+    GET  /v1/backbones/{name}  the catalog entry of a timm name (inferred with timm here, so the API
+                      that forwards never imports torch), or the catalog's 422.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from platform_core.config import Settings, get_settings
 from platform_core.errors import PayloadTooLarge, PlatformError, Unauthenticated
 from platform_core.inference import serving, wire
 from platform_core.storage import ObjectStore, open_store
+from platform_core.training import catalog
 
 log = logging.getLogger("medtune.inference_server")
 
@@ -127,6 +130,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz(request: Request) -> dict[str, Any]:
         tier: Tier = request.app.state.tier
         return await run_in_threadpool(tier.health)
+
+    @app.get("/v1/backbones/{name:path}")
+    async def backbone(name: str, request: Request) -> dict[str, Any]:
+        _check_token(request.app.state.tier.settings, request)
+        return wire.entry_to_json(await run_in_threadpool(catalog.get, name))
 
     @app.post("/v1/predict")
     async def predict(request: Request) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""The body the API sends the inference tier: the version's manifest and the decoded image bodies.
+"""What the API and the inference tier send each other: a prediction request (the version's manifest and
+the decoded image bodies), and the catalog entry the tier infers for a timm name outside the catalog.
 
 Layout: a 4-byte big-endian length, that many bytes of JSON header {"manifest", "sizes", "explain"},
 then the image bodies back to back. Not multipart: Starlette spools multipart files to disk past 1 MB,
@@ -8,11 +9,12 @@ and identified bytes never reach disk; this is read in memory in one pass. No to
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from platform_core.artifacts import ArtifactError, ModelManifest
 from platform_core.errors import BadRequest, Invalid
+from platform_core.training.backbone_entry import BackboneEntry
 
 MEDIA_TYPE = "application/vnd.medtune.predict"
 _LEN = 4
@@ -57,3 +59,15 @@ def decode(raw: bytes, max_images: int) -> TierRequest:
         bodies.append(raw[start : start + s])
         start += s
     return TierRequest(manifest, bodies, explain)
+
+
+def entry_to_json(entry: BackboneEntry) -> dict[str, Any]:
+    return asdict(entry)
+
+
+def entry_from_json(d: dict[str, Any]) -> BackboneEntry:
+    targets = d["lora_targets"]
+    return BackboneEntry(**{
+        **d, "mean": tuple(d["mean"]), "std": tuple(d["std"]),
+        "lora_targets": targets if isinstance(targets, str) else tuple(targets),
+    })  # fmt: skip

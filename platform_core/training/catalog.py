@@ -11,6 +11,7 @@ API can list base models without it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from platform_core.errors import Invalid
 from platform_core.training.backbone_entry import GENERAL, GROUPS, RADIOGRAPHY, TESTS, BackboneEntry
@@ -31,6 +32,16 @@ __all__ = [
 _REGISTRY: dict[str, BackboneEntry] = {}
 # a timm architecture (with an optional pretrained tag) or a Hugging Face hub id
 _TIMM_NAME = re.compile(r"[a-z0-9_]+(\.[A-Za-z0-9_]+)?|hf-hub:[\w.-]+/[\w.-]+")
+# Who infers entries for names outside the catalog: timm in this process (None), or, in an API that
+# forwards to the inference tier, the tier (api.forward installs it): that API never loads torch.
+_infer: Callable[[str], BackboneEntry] | None = None
+
+
+def infer_with(resolver: Callable[[str], BackboneEntry] | None) -> Callable[[str], BackboneEntry] | None:
+    """Install a resolver (None: timm again); the one it replaces, to put back later."""
+    global _infer
+    previous, _infer = _infer, resolver
+    return previous
 
 
 def register(entry: BackboneEntry) -> BackboneEntry:
@@ -48,6 +59,8 @@ def get(name: str) -> BackboneEntry:
     if not _TIMM_NAME.fullmatch(name):
         known = ", ".join(sorted(_REGISTRY))
         raise Invalid(f"unknown base model '{name}'; known: {known}", param="base_model")
+    if _infer is not None:
+        return _infer(name)
     from platform_core.training import inferred
 
     try:

@@ -6,41 +6,26 @@ adapters loaded once, and the forwarding API process never imports torch."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
-from PIL import Image as PILImage
 
 from platform_core.artifacts import ModelManifest
-from platform_core.config import Settings
 from platform_core.inference.routing import Ring, base_key
 from tests.live import Live, live_platform
-from tests.services import ROOT, free_port, wait_for
+from tests.services import ROOT, free_port
+from tests.tier import Tier, png, register_version, start_tier, stop, wait_healthy
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 SIZE = 32
-
-
-@dataclass
-class Tier:
-    url: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def health(self) -> dict[str, Any]:
-        out: dict[str, Any] = httpx.get(f"{self.url}/healthz", timeout=10).json()
-        return out
 
 
 @dataclass
@@ -49,84 +34,6 @@ class Stack:
     tiers: list[Tier]
     versions: dict[str, ModelManifest]  # model name -> its version 1
     store: Any
-
-
-def start_tier(env: dict[str, str], log: Path) -> Tier:
-    port = free_port()
-    argv = [sys.executable, "-m", "medtune.cli.main", "serve", "--port", str(port), "--log-level", "warning"]
-    with log.open("ab") as fh:
-        proc = subprocess.Popen(argv, env={**os.environ, **env}, cwd=ROOT, stdout=fh, stderr=fh)
-    return Tier(f"http://127.0.0.1:{port}", proc, log)
-
-
-def wait_healthy(tier: Tier) -> None:
-    def up() -> bool:
-        assert tier.proc.poll() is None, tier.log.read_text()
-        return httpx.get(f"{tier.url}/healthz", timeout=2).status_code == 200
-
-    wait_for(up, 90, 0.2, f"the inference tier at {tier.url}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def register_version(settings: Settings, store: Any, project_id: str, name: str, seed: int) -> ModelManifest:
-    """A ready version of a LoRA adapter on test_vit (random base of `seed`), written the way promotion
-    writes one (safetensors in the store, manifest in the database): no training needed to serve it."""
-    import hashlib
-
-    import torch
-    from safetensors.torch import save
-
-    from platform_core.artifacts import ADAPTER_FILE, AdapterConfig, BaseWeights, Method
-    from platform_core.db.session import make_engine, make_sessionmaker
-    from platform_core.ids import new_id
-    from platform_core.inference.preprocess import Preprocessing
-    from platform_core.registry.models import ModelVersion, RegisteredModel
-    from platform_core.training import catalog
-    from platform_core.training.network import apply_method, create_backbone, trainable_state
-    from platform_core.training.weights import RANDOM, ResolvedWeights
-
-    entry = catalog.get("test_vit")
-    torch.manual_seed(seed + 100)
-    model = create_backbone(entry, 2, SIZE, ResolvedWeights(RANDOM, RANDOM, None))
-    model = apply_method(model, entry, Method(r=4, alpha=8))
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.normal_(0, 0.2)  # off their init, so the adapter changes the answer
-    data = save({k: v.contiguous() for k, v in trainable_state(model).items()})
-    version_id, prefix = new_id("mv"), f"models/{name}/1"
-    store.put_bytes(f"{prefix}/{ADAPTER_FILE}", data)
-    adapter = AdapterConfig(
-        base=BaseWeights("test_vit", "test_vit", "vit", RANDOM, None, seed=seed), method=Method(r=4, alpha=8),
-        lora_targets=entry.lora_targets, classifier=entry.classifier, labels=("effusion", "nodule"),
-        preprocessing=Preprocessing(SIZE, SIZE, (0.5,) * 3, (0.25,) * 3, SIZE),
-        thresholds={"effusion": 0.4, "nodule": 0.6}, adapter_sha256=hashlib.sha256(data).hexdigest(),
-        job_id="", epoch=0,
-    )  # fmt: skip
-    manifest = ModelManifest(
-        adapter=adapter, id=version_id, model=name, version=1, prefix=prefix, thresholds_source="default",
-        test_metrics=None, checkpoint_metric="val_auroc", split_id=None, split_sha256=None,
-        dataset_id="ds_tier", dataset_version_id=None, mlflow_run_id=None,
-    )  # fmt: skip
-    engine = make_engine(settings.db_url)
-    with make_sessionmaker(engine)() as s:
-        registered = RegisteredModel(id=new_id("model"), project_id=project_id, name=name, latest_number=1)
-        s.add(registered)
-        s.flush()
-        s.add(ModelVersion(id=version_id, project_id=project_id, model_id=registered.id, number=1,
-                           job_id=None, epoch=0, status="ready", manifest=manifest.to_json(), prefix=prefix,
-                           adapter_sha256=adapter.adapter_sha256))  # fmt: skip
-        s.commit()
-    engine.dispose()
-    return manifest
 
 
 def two_bases_on_two_replicas(urls: list[str]) -> tuple[int, int]:
@@ -178,13 +85,6 @@ def _restore(saved: str | None) -> None:
         os.environ.pop("MEDTUNE_INFERENCE_URLS", None)
     else:
         os.environ["MEDTUNE_INFERENCE_URLS"] = saved
-
-
-def png(seed: int) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 255, (48, 48), dtype=np.uint8)
-    buf = io.BytesIO()
-    PILImage.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def in_process(stack: Stack, name: str, bodies: list[bytes], explain: bool = False) -> dict[str, Any]:
@@ -273,13 +173,18 @@ assert settings.inference_nodes, "forwarding is on"
 with TestClient(create_app(settings)) as client:
     r = client.post("/v1/models/chest-b/predict", content=sys.stdin.buffer.read(),
                     headers={"Authorization": "Bearer " + sys.argv[1], "Content-Type": "image/png"})
+    jobs = {name: client.post("/v1/fine-tuning/jobs", json={"dataset_id": "ds_none", "base_model": name},
+                              headers={"Authorization": "Bearer " + sys.argv[1]})
+            for name in ("resnet10t", "nosuchnet_v9")}  # outside the catalog: the tier infers them
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "timm", "peft", "torchvision"))
-print(json.dumps({"status": r.status_code, "body": r.json(), "heavy": heavy}))
+print(json.dumps({"status": r.status_code, "body": r.json(), "heavy": heavy,
+                  "jobs": {name: [j.status_code, j.json()] for name, j in jobs.items()}}))
 """
 
 
 def test_the_forwarding_api_process_imports_no_torch(stack: Stack) -> None:
-    """A fresh API process with forwarding on answers a prediction without torch ever loading."""
+    """A fresh API process with forwarding on answers a prediction and checks timm names outside the
+    catalog without torch ever loading."""
     s = stack.live.settings
     env = {**os.environ, "MEDTUNE_DATA_DIR": str(s.data_dir), "MEDTUNE_DATABASE_URL": s.db_url,
            "MEDTUNE_OBJECT_STORE_URL": s.object_store_url or "", "MEDTUNE_DEID_SECRET": s.deid_secret,
@@ -291,3 +196,10 @@ def test_the_forwarding_api_process_imports_no_torch(stack: Stack) -> None:
     assert out["status"] == 200, out
     assert out["body"] == in_process(stack, "chest-b", [png(8)])
     assert out["heavy"] == [], out["heavy"][:10]
+    # a timm name outside the catalog passes the base-model check (then the dataset is not found) ...
+    status, body = out["jobs"]["resnet10t"]
+    assert status == 404 and body["error"]["param"] != "base_model", body
+    # ... and one timm cannot build is the catalog's own 422, inferred by the tier, not this process
+    status, body = out["jobs"]["nosuchnet_v9"]
+    assert status == 422 and body["error"]["param"] == "base_model", body
+    assert "unknown base model 'nosuchnet_v9'" in body["error"]["message"]
