@@ -395,7 +395,7 @@ async function jobsPage() {
 const HP = ["epochs", "batch_size", "learning_rate", "weight_decay", "warmup_epochs", "early_stopping_patience", "image_size", "augmentation", "class_weighting"];
 
 async function newJobPage(params) {
-  const [datasets, catalog] = await Promise.all([all("/v1/datasets", 100), api("GET", "/v1/base-models")]);
+  const [datasets, catalog] = await Promise.all([all("/v1/datasets", 100), all("/v1/base-models", 200).then((data) => ({ data }))]);
   const dataset = el("select", { id: "job-dataset", required: true }, datasets.map((d) => el("option", { value: d.id, selected: d.id === params.get("dataset") }, `${d.name} (${d.id})`)));
   // The catalog comes radiography foundation models first, then general vision: one optgroup each, in that order.
   const groupOf = (m) => m.group || "registered weights";
