@@ -1,6 +1,7 @@
 """Champion and challenger: two versions of a registered model compared on the same test split (DeLong's
-test on each label's AUROC, McNemar at each version's operating threshold), and the non-inferiority
-alias gate built on it. Reads the per-image test predictions each job stored at its evaluation."""
+test on each label's AUROC, McNemar at each version's operating point: the one it was promoted with,
+else Youden's), and the non-inferiority alias gate built on it. Reads the per-image test predictions
+each job stored at its evaluation."""
 
 from __future__ import annotations
 
@@ -50,9 +51,12 @@ def stored_predictions(session: Session, store: ObjectStore, version: ModelVersi
             param="version",
         )
     doc = json.loads(store.get_bytes(key))
+    thresholds = {k: float(v) for k, v in doc["thresholds"].items()}
+    # The operating point promotion chose (on the same uncalibrated scale as the stored probabilities).
+    thresholds.update((version.model_manifest.operating_point or {}).get("thresholds") or {})
     return StoredPredictions(
         job.split_id, list(doc["labels"]), list(doc["image_ids"]), np.asarray(doc["y"], dtype=np.int64),
-        np.asarray(doc["p"], dtype=np.float64), {k: float(v) for k, v in doc["thresholds"].items()},
+        np.asarray(doc["p"], dtype=np.float64), thresholds,
     )  # fmt: skip
 
 

@@ -324,6 +324,14 @@ def test_promotion_serves_temperature_scaled_probabilities_and_positive_at_its_o
         assert plain["operating_point"]["name"] == "youden"
         assert scaled["predicted"]["finding"] == (p >= result["thresholds"]["finding"])
 
+    versions = f"a={off.json()['version']}&b={on.json()['version']}"
+    got = call(stack.client, "GET", f"/v1/models/cxr-serve/compare?{versions}", stack.headers)["per_label"]
+    assert got["finding"]["thresholds"] == {
+        "a": result["thresholds"]["finding"],
+        "b": points["specificity_0.90"],
+    }
+    assert got["finding"]["delong"]["difference"] == 0.0  # the same model: only the operating point differs
+
     r = _serve(stack, {"job_id": job["id"], "operating_point": "sensitivity_0.80"})
     assert r.status_code == 422 and "sensitivity_0.80" in r.text, r.text
     r = _serve(stack, {"job_id": job["id"], "operating_point": "the best one"})
