@@ -9,11 +9,10 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 from platform_core.errors import Invalid
-from platform_core.inference.preprocess import Preprocessing
 from platform_core.storage import ObjectStore
 from platform_core.training.weights import BASE_MODEL_PREFIX, RANDOM
 
@@ -118,31 +117,41 @@ class BaseWeights:
                    None if seed is None else int(seed))  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """The pixel pipeline settings a model version was trained with (platform_core.inference.preprocess
+    applies them). A field added here travels in every adapter config and manifest with no other edit:
+    the JSON walks the fields. Give it a default: artifacts stored before it existed read with it."""
+
+    cache_size: int
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    min_image_size: int = 128
+    modalities: tuple[str, ...] = ("CR", "DX")
+    burned_in_annotation: str = "reject"
+
+
 def preprocessing_to_json(p: Preprocessing) -> dict[str, Any]:
-    return {
-        "cache_size": p.cache_size,
-        "image_size": p.image_size,
-        "mean": list(p.mean),
-        "std": list(p.std),
-        "min_image_size": p.min_image_size,
-        "modalities": list(p.modalities),
-        "burned_in_annotation": p.burned_in_annotation,
-        "pixel_pipeline": PIXEL_PIPELINE,
-    }
+    d = {f.name: _plain(getattr(p, f.name)) for f in fields(p)}
+    return {**d, "pixel_pipeline": PIXEL_PIPELINE}
 
 
 def preprocessing_from_json(d: Mapping[str, Any]) -> Preprocessing:
-    _keys(d, "preprocessing", {"cache_size", "image_size", "mean", "std", "min_image_size", "modalities",
-                               "burned_in_annotation"}, frozenset({"pixel_pipeline"}))  # fmt: skip
-    return Preprocessing(
-        cache_size=int(d["cache_size"]),
-        image_size=int(d["image_size"]),
-        mean=(float(d["mean"][0]), float(d["mean"][1]), float(d["mean"][2])),
-        std=(float(d["std"][0]), float(d["std"][1]), float(d["std"][2])),
-        min_image_size=int(d["min_image_size"]),
-        modalities=tuple(d["modalities"]),
-        burned_in_annotation=str(d["burned_in_annotation"]),
-    )
+    """A field without a default must be there; one with a default reads as it when absent."""
+    required = {f.name for f in fields(Preprocessing) if f.default is MISSING}
+    optional = frozenset(f.name for f in fields(Preprocessing)) | {"pixel_pipeline"}
+    _keys(d, "preprocessing", required, optional)
+    values: dict[str, Any] = {f.name: _typed(d[f.name]) for f in fields(Preprocessing) if f.name in d}
+    return Preprocessing(**values)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _typed(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _targets(value: Any) -> tuple[str, ...] | str:
@@ -382,12 +391,7 @@ def upgrade(stored: Mapping[str, Any]) -> dict[str, Any]:
         d["method"] = {"type": method.get("type", defaults.type), "lora": {
             "r": method.get("r", defaults.r), "alpha": method.get("alpha", defaults.alpha),
             "dropout": method.get("dropout", defaults.dropout)}}  # fmt: skip
-    prep = dict(d.get("preprocessing") or {})
-    defaults_prep = Preprocessing(cache_size=0, image_size=0, mean=(0, 0, 0), std=(0, 0, 0))
-    prep.setdefault("min_image_size", defaults_prep.min_image_size)
-    prep.setdefault("modalities", list(defaults_prep.modalities))
-    prep.setdefault("burned_in_annotation", defaults_prep.burned_in_annotation)
-    d["preprocessing"] = prep
+    d["preprocessing"] = dict(d.get("preprocessing") or {})  # its later fields read as their defaults
     d.setdefault("thresholds_source", "validation")  # before non-best epochs, every version had them
     d.setdefault("test_metrics", None)
     d.setdefault("mlflow_run_id", None)

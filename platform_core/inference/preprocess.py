@@ -8,11 +8,11 @@ Nothing here writes or logs the bytes it is given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from platform_core.artifacts import Preprocessing as Preprocessing  # re-exported: its fields live there
 from platform_core.dicom import pixels
 from platform_core.dicom.read import DEFAULT_CAPS, Caps, Rejected, looks_like_dicom, parse
 from platform_core.dicom.validate import Filters, check
@@ -25,21 +25,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    """The pixel pipeline settings a model version was trained with (its JSON: platform_core.artifacts)."""
-
-    cache_size: int
-    image_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    min_image_size: int = 128
-    modalities: tuple[str, ...] = ("CR", "DX")
-    burned_in_annotation: str = "reject"
-
-    @property
-    def filters(self) -> Filters:
-        return Filters(self.min_image_size, frozenset(self.modalities), self.burned_in_annotation)
+def filters(prep: Preprocessing) -> Filters:
+    """The dataset's header filters the model version was trained behind."""
+    return Filters(prep.min_image_size, frozenset(prep.modalities), prep.burned_in_annotation)
 
 
 def sniff(data: bytes) -> str:
@@ -73,7 +61,7 @@ def cache_pixels(data: bytes, prep: Preprocessing, caps: Caps = DEFAULT_CAPS) ->
                         "the body is neither DICOM, PNG nor JPEG", param="file"
                     ) from None
                 raise
-            check(parsed.dataset, prep.filters)
+            check(parsed.dataset, filters(prep))
             img = pixels.decode(parsed.dataset, caps.max_pixels)
         return pixels.to_cache(img, prep.cache_size)
     except Rejected as exc:

@@ -8,8 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy.orm import Session
 
-from platform_core.artifacts import DEFAULT_THRESHOLD, AdapterConfig, BaseWeights, Method
-from platform_core.inference.preprocess import Preprocessing
+from platform_core.artifacts import DEFAULT_THRESHOLD, AdapterConfig, BaseWeights, Method, Preprocessing
 from platform_core.jobs import repository as repo
 from platform_core.jobs.models import Job
 from platform_core.training import catalog
