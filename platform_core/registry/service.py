@@ -19,7 +19,7 @@ from platform_core.artifacts import ADAPTER_FILE, CHECKPOINT_FILE, ModelManifest
 from platform_core.db import outbox
 from platform_core.errors import Conflict, Gone, Invalid, NotFound
 from platform_core.ids import new_id
-from platform_core.registry import repository
+from platform_core.registry import operating_point, repository
 from platform_core.registry.models import BatchPrediction, ModelAlias, ModelVersion, RegisteredModel
 from platform_core.registry.schemas import ALIAS_PATTERN, AliasSet, BatchCreate, ModelCreate
 from platform_core.storage import ObjectStore
@@ -140,6 +140,9 @@ def build_manifest(
         dataset_id=job.dataset_id,
         dataset_version_id=job.dataset_version_id,
         mlflow_run_id=job.mlflow_run_id,
+        **operating_point.manifest_fields(
+            job.result or {}, job.labels, body.operating_point, body.calibration, chosen.best
+        ),
     )
 
 
