@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from api.state import AppState
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal, authenticate, record_audit
-from platform_core.db import outbox
+from platform_core.db.session import unit_of_work
 from platform_core.errors import UnsupportedMediaType
 from platform_core.storage import ObjectStore
 
@@ -29,14 +29,8 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 def get_session(request: Request, state: StateDep) -> Iterator[Session]:
     # The request owns the transaction: services flush, this commits; tasks go out after the commit.
-    with state.sessions_for(request.method)() as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        outbox.flush(session, state.dispatch)
+    with unit_of_work(state.sessions_for(request.method), state.dispatch) as session:
+        yield session
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

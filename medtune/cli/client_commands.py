@@ -28,6 +28,7 @@ OK, REFUSED, USAGE, UNREACHABLE, TIMED_OUT = 0, 1, 2, 3, 4
 out = Console()
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 datasets_app = typer.Typer(no_args_is_help=True, help="Datasets: create, upload, inspect.")
 labels_app = typer.Typer(no_args_is_help=True, help="Labels CSVs for a dataset.")
@@ -87,6 +88,17 @@ def table(title: str, columns: list[str], rows: Iterable[list[Any]]) -> None:
     for row in rows:
         t.add_row(*["" if v is None else str(v) for v in row])
     out.print(t)
+
+
+def listing(
+    rows: Iterable[T], as_json: bool, title: str, columns: list[str], row: Callable[[T], list[Any]]
+) -> None:
+    """A list command's output: the rows as one JSON document, or a table with `row(item)` per item."""
+    found = list(rows)
+    if as_json:
+        emit_json(found)
+    else:
+        table(title, columns, [row(item) for item in found])
 
 
 def csv_list(value: str | None) -> list[str]:
@@ -188,12 +200,23 @@ def datasets_list(
     """The project's datasets."""
     with client() as c:
         rows = list(_take(c.datasets.list(limit=min(limit, 100)), limit))
-    if as_json:
-        emit_json(rows)
-        return
-    table("datasets", ["id", "name", "task", "status", "accepted", "rejected", "pending", "patients"],
-          [[d.id, d.name, d.task, d.status, d.counts.accepted, d.counts.rejected_total, d.counts.pending,
-            d.counts.patients] for d in rows])  # fmt: skip
+    columns = ["id", "name", "task", "status", "accepted", "rejected", "pending", "patients"]
+    listing(
+        rows,
+        as_json,
+        "datasets",
+        columns,
+        lambda d: [
+            d.id,
+            d.name,
+            d.task,
+            d.status,
+            d.counts.accepted,
+            d.counts.rejected_total,
+            d.counts.pending,
+            d.counts.patients,
+        ],
+    )
 
 
 @datasets_app.command("show")
@@ -260,13 +283,22 @@ def datasets_images(
     """Images of a dataset (pseudonymous ids), with status, reason and labels."""
     with client() as c:
         rows = list(_take(c.datasets.images(dataset_id, status=status, limit=min(limit, 500)), limit))
-    if as_json:
-        emit_json(rows)
-        return
-    table("images", ["id", "status", "reason", "patient", "study", "size", "labels"],
-          [[i.id, i.status, i.reason, i.patient_pseudonym, i.study_pseudonym,
-            f"{i.columns}x{i.rows}" if i.rows else "", json.dumps(i.labels) if i.labels else ""]
-           for i in rows])  # fmt: skip
+    columns = ["id", "status", "reason", "patient", "study", "size", "labels"]
+    listing(
+        rows,
+        as_json,
+        "images",
+        columns,
+        lambda i: [
+            i.id,
+            i.status,
+            i.reason,
+            i.patient_pseudonym,
+            i.study_pseudonym,
+            f"{i.columns}x{i.rows}" if i.rows else "",
+            json.dumps(i.labels) if i.labels else "",
+        ],
+    )
 
 
 @datasets_app.command("wait")
@@ -437,12 +469,19 @@ def jobs_list(limit: Annotated[int, typer.Option()] = 50, as_json: JsonOpt = Fal
     """The project's fine-tuning jobs."""
     with client() as c:
         rows = list(_take(c.jobs.list(limit=min(limit, 100)), limit))
-    if as_json:
-        emit_json(rows)
-        return
-    table("jobs", ["id", "status", "base model", "epoch", "best"],
-          [[j.id, j.status, j.base_model, f"{j.progress.epoch}/{j.progress.epochs}" if j.progress else "",
-            f"{j.best.value:.3f}" if j.best and j.best.value is not None else ""] for j in rows])  # fmt: skip
+    listing(
+        rows,
+        as_json,
+        "jobs",
+        ["id", "status", "base model", "epoch", "best"],
+        lambda j: [
+            j.id,
+            j.status,
+            j.base_model,
+            f"{j.progress.epoch}/{j.progress.epochs}" if j.progress else "",
+            f"{j.best.value:.3f}" if j.best and j.best.value is not None else "",
+        ],
+    )
 
 
 @jobs_app.command("cancel")
@@ -491,14 +530,16 @@ def models_list(as_json: JsonOpt = False) -> None:
     """Registered models with their versions and aliases."""
     with client() as c:
         rows = list(c.models.list())
-    if as_json:
-        emit_json(rows)
-        return
-    aliases = [", ".join(f"{a}={v}" for a, v in m.aliases.items()) for m in rows]
-    table(
+    listing(
+        rows,
+        as_json,
         "models",
         ["name", "latest", "aliases"],
-        [[m.name, m.latest_version, a] for m, a in zip(rows, aliases, strict=True)],
+        lambda m: [
+            m.name,
+            m.latest_version,
+            ", ".join(f"{a}={v}" for a, v in m.aliases.items()),
+        ],
     )
 
 

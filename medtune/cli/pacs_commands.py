@@ -8,7 +8,17 @@ from typing import Annotated
 
 import typer
 
-from medtune.cli.client_commands import JsonOpt, _take, client, csv_list, emit_json, handled, out, table
+from medtune.cli.client_commands import (
+    JsonOpt,
+    _take,
+    client,
+    csv_list,
+    emit_json,
+    handled,
+    listing,
+    out,
+    table,
+)
 from medtune.pacs_models import PacsImport, PacsNode
 
 nodes_app = typer.Typer(
@@ -71,11 +81,23 @@ def nodes_list(limit: Annotated[int, typer.Option()] = 100, as_json: JsonOpt = F
     """The project's PACS nodes."""
     with client() as c:
         rows = list(_take(c.pacs_nodes.list(limit=min(limit, 100)), limit))
-    if as_json:
-        emit_json(rows)
-        return
-    table("PACS nodes", ["id", "name", "kind", "url", "host", "port", "ae_title", "auth"],
-          [[n.id, n.name, n.kind, n.url, n.host, n.port, n.ae_title, n.auth_type] for n in rows])  # fmt: skip
+    columns = ["id", "name", "kind", "url", "host", "port", "ae_title", "auth"]
+    listing(
+        rows,
+        as_json,
+        "PACS nodes",
+        columns,
+        lambda n: [
+            n.id,
+            n.name,
+            n.kind,
+            n.url,
+            n.host,
+            n.port,
+            n.ae_title,
+            n.auth_type,
+        ],
+    )
 
 
 @nodes_app.command("show")
@@ -134,14 +156,24 @@ def imports_list(
     """A dataset's imports."""
     with client() as c:
         rows = list(_take(c.imports.list(dataset_id, limit=min(limit, 100)), limit))
-    if as_json:
-        emit_json(rows)
-        return
     columns = ["id", "node", "by", "status", "studies", "done", "not found", "failed", "queued"]
-    table("imports", columns,
-          [[i.id, i.node_id, i.key_type, i.status, i.progress.studies_total, i.progress.studies_done,
-            i.progress.studies_not_found, i.progress.studies_failed, i.progress.queued]
-           for i in rows])  # fmt: skip
+    listing(
+        rows,
+        as_json,
+        "imports",
+        columns,
+        lambda i: [
+            i.id,
+            i.node_id,
+            i.key_type,
+            i.status,
+            i.progress.studies_total,
+            i.progress.studies_done,
+            i.progress.studies_not_found,
+            i.progress.studies_failed,
+            i.progress.queued,
+        ],
+    )
 
 
 @imports_app.command("show")

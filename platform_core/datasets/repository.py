@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -152,24 +152,19 @@ def study_stats(session: Session, dataset_id: str) -> tuple[int, int]:
 def labelled_studies(session: Session, dataset_id: str) -> list[dict[str, Any]]:
     """The label dicts of studies (with a usable image) whose key matches a label row."""
     usable = select(Image.study_id).where(Image.dataset_id == dataset_id, Image.status != "rejected")
-    rows = session.execute(
-        select(Study.id, StudyLabel.labels)
-        .join(
-            StudyLabel,
-            (StudyLabel.dataset_id == Study.dataset_id)
-            & or_(StudyLabel.key_hmac == Study.study_key_hmac, StudyLabel.key_hmac == Study.accession_hmac),
-        )
-        .where(Study.dataset_id == dataset_id, Study.id.in_(usable))
-    ).all()
-    seen: dict[str, dict[str, Any]] = {}
-    for study_id, labels in rows:
-        seen.setdefault(study_id, dict(labels))
-    return list(seen.values())
+    return list(_labels_by_study(session, dataset_id, Study.id.in_(usable)).values())
 
 
 def labels_for_studies(session: Session, dataset_id: str, study_ids: list[str]) -> dict[str, dict[str, Any]]:
     if not study_ids:
         return {}
+    return _labels_by_study(session, dataset_id, Study.id.in_(study_ids))
+
+
+def _labels_by_study(
+    session: Session, dataset_id: str, studies: ColumnElement[bool]
+) -> dict[str, dict[str, Any]]:
+    """The first label dict per study among `studies`: a label row matches its key or its accession."""
     rows = session.execute(
         select(Study.id, StudyLabel.labels)
         .join(
@@ -177,7 +172,7 @@ def labels_for_studies(session: Session, dataset_id: str, study_ids: list[str]) 
             (StudyLabel.dataset_id == Study.dataset_id)
             & or_(StudyLabel.key_hmac == Study.study_key_hmac, StudyLabel.key_hmac == Study.accession_hmac),
         )
-        .where(Study.dataset_id == dataset_id, Study.id.in_(study_ids))
+        .where(Study.dataset_id == dataset_id, studies)
     ).all()
     out: dict[str, dict[str, Any]] = {}
     for study_id, labels in rows:
