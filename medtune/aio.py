@@ -26,6 +26,7 @@ from medtune.pagination import AsyncPage
 from medtune.resources.base_models import AsyncBaseModels
 from medtune.resources.datasets import AsyncDatasets
 from medtune.resources.erasures import AsyncErasures
+from medtune.resources.experiments import AsyncExperiments
 from medtune.resources.job_groups import AsyncJobGroups
 from medtune.resources.jobs import AsyncJobs
 from medtune.resources.models import AsyncModels
@@ -61,6 +62,7 @@ class AsyncClient:
         self.splits = AsyncSplits(self)
         self.jobs = AsyncJobs(self)
         self.job_groups = AsyncJobGroups(self)
+        self.experiments = AsyncExperiments(self)
         self.base_models = AsyncBaseModels(self)
         self.models = AsyncModels(self)
         self.erasures = AsyncErasures(self)

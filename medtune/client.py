@@ -26,6 +26,7 @@ from medtune.pagination import Page
 from medtune.resources.base_models import BaseModels
 from medtune.resources.datasets import Datasets
 from medtune.resources.erasures import Erasures
+from medtune.resources.experiments import Experiments
 from medtune.resources.job_groups import JobGroups
 from medtune.resources.jobs import Jobs
 from medtune.resources.models import Models
@@ -39,8 +40,8 @@ R = TypeVar("R", bound=Resource)
 class Client:
     """`Client(base_url, api_key)`; both default to MEDTUNE_URL / MEDTUNE_API_KEY, then `medtune login`.
 
-    Resources: `datasets`, `splits`, `jobs`, `job_groups`, `base_models`, `models`, `erasures`,
-    `pacs_nodes`, `imports` (pulls from a PACS into a dataset). Errors
+    Resources: `datasets`, `splits`, `jobs`, `job_groups`, `experiments` (data-volume sweeps),
+    `base_models`, `models`, `erasures`, `pacs_nodes`, `imports` (pulls from a PACS into a dataset). Errors
     raise the exception named after the server's error type (`medtune.errors.NotFoundError`, ...).
     """
 
@@ -67,6 +68,7 @@ class Client:
         self.splits = Splits(self)
         self.jobs = Jobs(self)
         self.job_groups = JobGroups(self)
+        self.experiments = Experiments(self)
         self.base_models = BaseModels(self)
         self.models = Models(self)
         self.erasures = Erasures(self)

@@ -26,6 +26,8 @@ BATCH_PREDICTIONS = TaskSpec("infer.batch_predictions", INFER)
 EVALUATE_VERSION = TaskSpec("infer.evaluate_version", INFER)
 PACS_IMPORT = TaskSpec("pacs.run_import", INGEST)
 REQUEUE_STALE_IMPORTS = TaskSpec("pacs.requeue_stale", INGEST)
+# CPU work (fits, figures): a data-volume experiment's result, recomputed whenever one of its runs ends.
+FINALIZE_EXPERIMENT = TaskSpec("experiments.finalize", INGEST)
 
 ALL = (
     PING,
@@ -37,4 +39,5 @@ ALL = (
     EVALUATE_VERSION,
     PACS_IMPORT,
     REQUEUE_STALE_IMPORTS,
+    FINALIZE_EXPERIMENT,
 )

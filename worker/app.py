@@ -18,6 +18,7 @@ TASK_MODULES = [
     "worker.tasks.train",
     "worker.tasks.infer",
     "worker.tasks.pacs",
+    "worker.tasks.experiments",
 ]
 
 

@@ -8,6 +8,7 @@ from api.routers import (
     datasets,
     dicomweb,
     erasures,
+    experiments,
     jobs,
     keys,
     models,
@@ -23,6 +24,7 @@ ROUTERS = [
     datasets.router,
     dicomweb.router,
     jobs.router,
+    experiments.router,
     base_models.router,
     compare.router,  # before models: /models/{name}/compare
     models.router,

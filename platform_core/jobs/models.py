@@ -61,6 +61,9 @@ class Job(TimestampMixin, Base):
     )
     split_id: Mapped[str | None] = mapped_column(ForeignKey("splits.id", ondelete="SET NULL"))
     split_request: Mapped[dict[str, Any] | None]  # {seed, fractions} when the job makes its own split
+    # Image ids of the split's training part this job trains on (a data-volume experiment's subset);
+    # None: the whole training part. Validation and test stay the split's.
+    train_subset: Mapped[list[Any] | None]
     base_model: Mapped[str] = mapped_column(String(80))
     weights: Mapped[str] = mapped_column(String(40))  # pretrained | random | bm_...
     weights_sha256: Mapped[str | None] = mapped_column(String(64))

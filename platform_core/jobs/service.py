@@ -81,9 +81,13 @@ def _new_job(
     )
 
 
-def create_job(session: Session, project_id: str, body: JobCreate) -> Job:
+def create_job(
+    session: Session, project_id: str, body: JobCreate, train_subset: list[str] | None = None
+) -> Job:
+    """`train_subset`: image ids of the split's training part to train on (None: all of it)."""
     _check_request(session, project_id, body)
     job = _new_job(project_id, body)
+    job.train_subset = train_subset
     session.add(job)
     add_event(session, job, "job created; validating its data and weights", data={"status": job.status})
     session.flush()

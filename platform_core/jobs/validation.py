@@ -94,6 +94,9 @@ def validate(session: Session, job_id: str, store: ObjectStore) -> None:
         entry = catalog.get(job.base_model)
         verified, labels = training_rows(session, job)
         train = [r for r in verified.rows if verified.assignment.get(r.image_id) == "train"]
+        if job.train_subset is not None:
+            subset = set(job.train_subset)
+            train = [r for r in train if r.image_id in subset]
         if not train or not any(verified.assignment.get(r.image_id) == "val" for r in verified.rows):
             raise Invalid("the split has no training or no validation images", param="split")
         positive = [sum(1 for r in train if r.labels.get(n) == 1) / len(train) for n in labels]

@@ -14,9 +14,19 @@ import httpx
 import pytest
 
 from medtune import AsyncClient, Client
-from medtune.resources import base_models, datasets, erasures, job_groups, jobs, models, pacs, splits
+from medtune.resources import (
+    base_models,
+    datasets,
+    erasures,
+    experiments,
+    job_groups,
+    jobs,
+    models,
+    pacs,
+    splits,
+)
 
-RESOURCE_MODULES = (base_models, datasets, erasures, job_groups, jobs, models, pacs, splits)
+RESOURCE_MODULES = (base_models, datasets, erasures, experiments, job_groups, jobs, models, pacs, splits)
 # httpx's naming: the async client closes with `aclose`, the sync one with `close`.
 CLOSERS = {"close", "aclose"}
 

@@ -14,6 +14,7 @@ from platform_core.db import attempts
 from worker import faults
 from worker.app import celery_app, dispatcher
 from worker.context import context
+from worker.tasks import experiments
 
 
 def _dispatch() -> Any:
@@ -39,6 +40,7 @@ def validate(job_id: str) -> None:
         raise
     finally:
         ctx.end_delivery(key)
+        experiments.job_ended(job_id)  # a run that ended in validation still counts for its experiment
 
 
 # acks_late with reject_on_worker_lost (the app's defaults): a worker killed mid-run has the message
@@ -61,6 +63,8 @@ def run(job_id: str) -> str:
     options = RunOptions(max_running_per_project=settings.max_running_jobs_per_project)
     status = run_job(ctx.sessions, ctx.store, job_id, make_tracker, options, _dispatch())
     ctx.end_delivery(key)
+    if status in ("succeeded", "failed", "cancelled"):
+        experiments.job_ended(job_id)
     # Its slot, if it ended, may start a held job; if it was held itself, a job that ended while it
     # was being held back may have left a slot it missed.
     _start_waiting()

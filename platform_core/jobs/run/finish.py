@@ -150,6 +150,11 @@ def record_result(ctx: RunContext, best: CheckpointRef, tested: Tested, written:
     }
     with unit_of_work(handle.sessions) as s:
         j = repo.get_job(s, handle.job_id, lock=True)
+        # Per epoch, in order: the whole epoch (training + validation pass) and its training pass alone.
+        done = repo.list_checkpoints(s, j.id)
+        result["epoch_seconds"] = [c.metrics.get("epoch_seconds") for c in done]
+        result["train_seconds"] = [c.metrics.get("train_seconds") for c in done]
+        result["train_cpu_seconds"] = [c.metrics.get("train_cpu_seconds") for c in done]
         j.result = result
         j.adapter_key = written.prefix
         j.adapter_sha256 = written.sha256

@@ -31,6 +31,14 @@ class Hooks:
         self._last_poll = 0.0
         self._last_progress = 0.0
         self._cancelled = False
+        # Wall seconds of each epoch's training pass (loader + steps, from the end of the previous
+        # epoch's hook to its last step): a data-volume experiment fits them against the subset size.
+        self._epoch_started = self.started
+        self._train_seconds = 0.0
+        # And its CPU seconds (this process, every thread): on a shared machine wall time also counts
+        # what other processes took; CPU time is the work itself.
+        self._epoch_cpu_started = time.process_time()
+        self._train_cpu_seconds = 0.0
 
     def should_stop(self) -> bool:
         t = time.monotonic()
@@ -45,6 +53,9 @@ class Hooks:
             self.first_step = (epoch, step)
         self.done_steps += 1
         t = time.monotonic()
+        if step == steps:
+            self._train_seconds = t - self._epoch_started
+            self._train_cpu_seconds = time.process_time() - self._epoch_cpu_started
         if t - self._last_progress >= PROGRESS_S or step == steps:
             self._last_progress = t
             self._progress(epoch, step, steps)
@@ -89,8 +100,14 @@ class Hooks:
                 j,
                 f"epoch {result.epoch}/{self.epochs}: {summary}",
                 type_="metrics",
-                data={"epoch": result.epoch, **result.metrics, "images_per_second": result.images_per_second},
-            )
+                data={"epoch": result.epoch, **result.metrics, "images_per_second": result.images_per_second,
+                      **self._timing(result)},
+            )  # fmt: skip
+        self._epoch_started, self._epoch_cpu_started = time.monotonic(), time.process_time()
+
+    def _timing(self, result: EpochResult) -> dict[str, float]:
+        return {"epoch_seconds": result.seconds, "train_seconds": self._train_seconds,
+                "train_cpu_seconds": self._train_cpu_seconds}  # fmt: skip
 
     def _checkpoint_row(
         self, job: Job, result: EpochResult, prefix: str, stored: StoredCheckpoint
@@ -103,6 +120,6 @@ class Hooks:
             object_prefix=prefix,
             sha256=stored.sha256,
             size_bytes=stored.size_bytes,
-            metrics=result.metrics,
+            metrics={**result.metrics, **self._timing(result)},
             is_best=result.is_best,
         )

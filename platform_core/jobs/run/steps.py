@@ -73,8 +73,11 @@ def load_samples(ctx: RunContext) -> SplitData:
 def _samples(ctx: RunContext) -> dict[str, list[D.Sample]]:
     out: dict[str, list[D.Sample]] = {part: [] for part in PARTS}
     skipped = 0
+    subset = set(ctx.job.train_subset) if ctx.job.train_subset is not None else None
     for r in ctx.verified.rows:
         part = ctx.verified.assignment.get(r.image_id)
+        if part == "train" and subset is not None and r.image_id not in subset:
+            continue  # a data-volume experiment's run trains on its subset only
         key = ctx.cache_keys.get(r.image_id)
         values = [r.labels.get(n) for n in ctx.labels]
         # Binary: an unknown label leaves the image out; multi-label: unknown counts as negative.
