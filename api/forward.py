@@ -13,10 +13,12 @@ catalog (a job's base_model) is inferred by the tier, not here (catalog.infer_wi
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import aiohttp
 import httpx
 from fastapi import Depends, Request
 
@@ -48,17 +50,20 @@ class TierRefused(PlatformError):
 
 class InferenceTier:
     def __init__(self, nodes: list[str], timeout_s: float, token: str | None) -> None:
+        """Call from a coroutine (the lifespan): the async session belongs to the running loop."""
         self.ring = Ring.build(nodes)
         self.timeout_s = timeout_s
         self.headers = {"Content-Type": wire.MEDIA_TYPE}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
-        # Connecting is quick or the replica is down: fail over fast; the model run may take a while.
-        timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
-        self.client = httpx.AsyncClient(
-            timeout=timeout, limits=httpx.Limits(max_connections=512, max_keepalive_connections=128)
+        # aiohttp, not httpx, for the hot path: its C parser costs ~0.15 ms of CPU a request against
+        # httpx's 0.7-1.7 ms (32 concurrent), which on a busy API is most of the hop's cost. Connecting
+        # is quick or the replica is down: fail over fast; the model run may take a while.
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(5.0, timeout_s)),
+            connector=aiohttp.TCPConnector(limit=512),
         )
-        self.sync_client = httpx.Client(timeout=timeout)  # the catalog asks from worker threads
+        self.sync_client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)))
         self.entries: dict[str, BackboneEntry] = {}
         self.replaced: Callable[[str], BackboneEntry] | None = None  # the catalog's resolver before
 
@@ -75,10 +80,11 @@ class InferenceTier:
     async def aclose(self) -> None:
         catalog.infer_with(self.replaced)
         self.sync_client.close()
-        await self.client.aclose()
+        await self.session.close()
 
     def backbone(self, name: str) -> BackboneEntry:
-        """The catalog entry the tier infers for a timm name (cached: an entry never changes)."""
+        """The catalog entry the tier infers for a timm name (from worker threads; cached, as an
+        entry never changes)."""
         if name in self.entries:
             return self.entries[name]
         for node in self.ring.order(name):
@@ -88,9 +94,8 @@ class InferenceTier:
                 continue
             except httpx.HTTPError:
                 raise TierUnavailable("the inference tier did not answer about the base model") from None
-            if response.status_code != 200:
-                _answer(node, response)  # raises the tier's 4xx as it is, else a 503
-            entry = self.entries[name] = wire.entry_from_json(response.json())
+            body = _checked(node, response.status_code, response.content)
+            entry = self.entries[name] = wire.entry_from_json(body)
             return entry
         raise TierUnavailable("no inference tier replica can be reached (MEDTUNE_INFERENCE_URLS)")
 
@@ -98,35 +103,38 @@ class InferenceTier:
         """The tier's predictions for a wire payload, from the base's replica (its successor if down)."""
         for node in self.ring.order(base_key(manifest)):
             try:
-                response = await self.client.post(f"{node}/v1/predict", content=payload, headers=self.headers)
-            except httpx.ConnectError as exc:
+                async with self.session.post(f"{node}/v1/predict", data=payload, headers=self.headers) as r:
+                    status, content = r.status, await r.read()
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 log.warning("inference replica %s cannot be reached: %s", node, exc)
                 continue  # nothing was sent: the next replica may answer
-            except httpx.TimeoutException:
+            except TimeoutError:
                 log.warning("inference replica %s did not answer in %ss", node, self.timeout_s)
                 message = f"the inference tier did not answer within {self.timeout_s:g} s"
                 raise TierUnavailable(message) from None
-            except httpx.HTTPError as exc:
+            except aiohttp.ClientError as exc:
                 log.warning("inference replica %s failed mid-request: %s", node, exc)
                 raise TierUnavailable("the inference tier dropped the request; retry it") from None
-            return _answer(node, response)
+            predictions = _checked(node, status, content).get("predictions")
+            if not isinstance(predictions, list):
+                raise TierUnavailable("the inference tier answered without predictions")
+            return predictions
         raise TierUnavailable("no inference tier replica can be reached (MEDTUNE_INFERENCE_URLS)")
 
 
-def _answer(node: str, response: httpx.Response) -> list[dict[str, Any]]:
+def _checked(node: str, status: int, content: bytes) -> dict[str, Any]:
+    """The tier's JSON answer; its 4xx raised again as they are; anything else a 503."""
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
         body = None
-    if response.status_code == 200 and isinstance(body, dict) and isinstance(body.get("predictions"), list):
-        predictions: list[dict[str, Any]] = body["predictions"]
-        return predictions
+    if status == 200 and isinstance(body, dict):
+        return body
     error = body.get("error") if isinstance(body, dict) else None
-    if 400 <= response.status_code < 500 and isinstance(error, dict) and "message" in error:
-        type_, message = str(error.get("type")), str(error["message"])
-        raise TierRefused(response.status_code, type_, message, error.get("param"))
-    log.warning("inference replica %s answered HTTP %s", node, response.status_code)
-    raise TierUnavailable(f"the inference tier failed (HTTP {response.status_code}); retry later")
+    if 400 <= status < 500 and isinstance(error, dict) and "message" in error:
+        raise TierRefused(status, str(error.get("type")), str(error["message"]), error.get("param"))
+    log.warning("inference replica %s answered HTTP %s", node, status)
+    raise TierUnavailable(f"the inference tier failed (HTTP {status}); retry later")
 
 
 def payload(state: AppState, content_type: str, raw: bytes, manifest: ModelManifest, explain: bool) -> bytes:

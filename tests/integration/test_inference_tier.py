@@ -203,3 +203,23 @@ def test_the_forwarding_api_process_imports_no_torch(stack: Stack) -> None:
     status, body = out["jobs"]["nosuchnet_v9"]
     assert status == 422 and body["error"]["param"] == "base_model", body
     assert "unknown base model 'nosuchnet_v9'" in body["error"]["message"]
+
+
+def test_a_tier_with_a_token_refuses_callers_without_it(stack: Stack) -> None:
+    from fastapi.testclient import TestClient
+
+    from inference_server.app import create_app
+
+    token = "t" * 40
+    settings = stack.live.settings.model_copy(update={"inference_token": token})
+    with TestClient(create_app(settings)) as tier:
+        assert tier.get("/healthz").json()["status"] == "ok"  # the health check needs no token
+        refused = tier.post("/v1/predict", content=b"\x00\x00\x00\x02{}")
+        assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"
+        wrong = tier.post("/v1/predict", content=b"x", headers={"Authorization": "Bearer " + "u" * 40})
+        assert wrong.status_code == 401
+        framed = tier.post(
+            "/v1/predict", content=b"\x00\x00\x00\x02{}", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert framed.status_code == 400, framed.text  # past the token: a header without its fields
+        assert framed.json()["error"]["type"] == "invalid_request_error"
