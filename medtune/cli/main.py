@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 import medtune.cli.serve_command as serve_command
-from medtune.cli import client_commands, experiment_commands, pacs_commands, server
+from medtune.cli import client_commands, experiment_commands, pacs_commands, recipe_commands, server
 
 app = typer.Typer(no_args_is_help=True, help="medtune: fine-tune and serve medical-imaging models.")
 app.add_typer(server.db_app, name="db")
@@ -17,6 +17,7 @@ app.command("serve")(serve_command.serve)
 client_commands.register(app)
 pacs_commands.register(app)
 experiment_commands.register(app)
+recipe_commands.register(app)
 
 if __name__ == "__main__":
     app()
