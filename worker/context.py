@@ -3,6 +3,8 @@ delivery count that ends a task which keeps killing its worker (platform_core.db
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -12,6 +14,7 @@ from platform_core.config import Settings, get_settings
 from platform_core.db import attempts
 from platform_core.db.session import make_engine, make_sessionmaker, unit_of_work
 from platform_core.storage import ObjectStore, open_store
+from platform_core.tasks import TaskSpec
 
 
 @dataclass
@@ -28,6 +31,16 @@ class WorkerContext:
     def end_delivery(self, key: str) -> None:
         with unit_of_work(self.sessions) as session:
             attempts.clear(session, [key])
+
+    @contextmanager
+    def delivery(self, spec: TaskSpec, item_id: str) -> Iterator[int]:
+        """Count this delivery of `spec` for `item_id`, yield how many before it died, clear it after."""
+        key = attempts.key(spec.name, item_id)
+        died = self.begin_delivery(key)
+        try:
+            yield died
+        finally:
+            self.end_delivery(key)
 
     def gave_up(self, died: int) -> bool:
         return died >= self.settings.max_task_attempts

@@ -17,8 +17,10 @@ log = logging.getLogger("medtune.worker")
 
 
 def _crashed(what: str, died: int) -> str:
-    return (f"{attempts.WORKER_CRASH}: {what} ended its worker process {died} times (killed, out of memory "
-            "or crashed); it is not tried again")  # fmt: skip
+    return (
+        f"{attempts.WORKER_CRASH}: {what} ended its worker process {died} times (killed, out of memory "
+        "or crashed); it is not tried again"
+    )
 
 
 @celery_app.task(name=tasks.BATCH_PREDICTIONS.name)
@@ -26,23 +28,20 @@ def batch_predictions(batch_id: str) -> str:
     from platform_core.inference import batch
 
     ctx = context()
-    key = attempts.key(tasks.BATCH_PREDICTIONS.name, batch_id)
-    died = ctx.begin_delivery(key)
-    try:
-        if ctx.gave_up(died):
+    with ctx.delivery(tasks.BATCH_PREDICTIONS, batch_id) as died:
+        try:
+            if ctx.gave_up(died):
+                with unit_of_work(ctx.sessions) as session:
+                    batch.fail(session, batch_id, _crashed("the batch prediction", died))
+                return "failed"
+            faults.crash_at(batch_id)
+            return batch.run(ctx.sessions, ctx.store, ctx.settings, batch_id)
+        except Exception as exc:
+            # Not retried (the same error would come back): the batch says why, the log has the trace.
+            log.exception("batch prediction %s failed", batch_id)
             with unit_of_work(ctx.sessions) as session:
-                batch.fail(session, batch_id, _crashed("the batch prediction", died))
+                batch.fail(session, batch_id, f"{type(exc).__name__}: {exc}")
             return "failed"
-        faults.crash_at(batch_id)
-        return batch.run(ctx.sessions, ctx.store, ctx.settings, batch_id)
-    except Exception as exc:
-        # Not retried (the same error would come back): the batch says why, the log has the trace.
-        log.exception("batch prediction %s failed", batch_id)
-        with unit_of_work(ctx.sessions) as session:
-            batch.fail(session, batch_id, f"{type(exc).__name__}: {exc}")
-        return "failed"
-    finally:
-        ctx.end_delivery(key)
 
 
 @celery_app.task(name=tasks.EVALUATE_VERSION.name)
@@ -50,13 +49,9 @@ def evaluate_version(version_id: str) -> str:
     from platform_core.registry import evaluate
 
     ctx = context()
-    key = attempts.key(tasks.EVALUATE_VERSION.name, version_id)
-    died = ctx.begin_delivery(key)
-    try:
+    with ctx.delivery(tasks.EVALUATE_VERSION, version_id) as died:
         if ctx.gave_up(died):
             failed = evaluate.failed(_crashed("the evaluation", died))
             return evaluate.record(ctx.sessions, ctx.store, version_id, failed)
         faults.crash_at(version_id)
         return evaluate.run(ctx.sessions, ctx.store, ctx.settings, version_id)
-    finally:
-        ctx.end_delivery(key)
