@@ -11,6 +11,13 @@ mixing 20 adapters (the fastest of --repeats each), the engine's per-adapter cos
     .venv/bin/python bench/infer.py [--arch test_vit] [--size 160] [--seconds 4]
     .venv/bin/python bench/infer.py --arch vit_small_patch16_224 --size 224 --seconds 6 --single 10
     .venv/bin/python bench/infer.py --arch resnet50 --size 224 --seconds 6 --single 10 --bf16
+
+With --tier, the deployed mode instead: the predict route over HTTP end to end, an API process serving
+in process (embedded) against an API process forwarding to a `medtune serve` process (the inference
+tier), both on one PostgreSQL database and object store; p50 latency and throughput at 1, 8 and 32
+clients, the two alternated for --rounds rounds (medians), and the overhead of the hop.
+
+    .venv/bin/python bench/infer.py --tier --arch test_vit --size 160 --seconds 4 --rounds 3
 """
 
 from __future__ import annotations
@@ -18,10 +25,15 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,6 +54,8 @@ from platform_core.training.network import MethodConfig, apply_method, create_ba
 from platform_core.training.weights import ResolvedWeights
 
 RANDOM = ResolvedWeights(kind="random", source="random", sha256=None)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 
 def adapters(arch: str, size: int, n: int) -> tuple[dict[str, torch.Tensor], list[AdapterSource]]:
@@ -181,6 +195,122 @@ def bf16_report(args: argparse.Namespace, sources: list[AdapterSource], fp32: En
             "speedup": round(rps / fp, 3), "max_abs_prob_diff": round(max(diffs), 5)}  # fmt: skip
 
 
+# --- --tier: the API embedded vs the API forwarding to the inference tier ------------------------
+
+
+def start_api(env: dict[str, str], log: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    from tests.services import free_port
+
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--port", str(port),
+            "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    with log.open("ab") as fh:
+        proc = subprocess.Popen(argv, env={**os.environ, **env}, cwd=ROOT, stdout=fh, stderr=fh)
+    return f"http://127.0.0.1:{port}", proc
+
+
+def route_load(url: str, key: str, body: bytes, clients: int, seconds: float) -> dict[str, float]:
+    """`clients` threads, each with its own connection, posting one PNG to the predict route."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "image/png"}
+    pool = [httpx.Client(base_url=url, timeout=120, headers=headers) for _ in range(clients)]
+    failures: list[int] = []
+
+    def call(i: int) -> None:
+        r = pool[i % clients].post("/v1/models/bench/predict", content=body)
+        if r.status_code != 200:
+            failures.append(r.status_code)
+
+    rps, latencies = throughput(call, clients, seconds)
+    for c in pool:
+        c.close()
+    if failures:
+        raise RuntimeError(f"{len(failures)} predictions failed (HTTP {sorted(set(failures))})")
+    return {"rps": rps, "p50_ms": pct(latencies, 0.5), "n": len(latencies)}
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (their threads included)."""
+    total = 0
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(stat[11]) + int(stat[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def tier_runs(
+    urls: dict[str, str], pids: dict[str, list[int]], key: str, body: bytes, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Medians over rounds; within a round, the modes alternate (and swap order each round). cpu_ms:
+    CPU per request of the serving processes (the API; the API and the tier), the client excluded."""
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {m: {"1": [], "8": [], "32": []} for m in urls}
+    for r in range(args.rounds):
+        for clients in (1, 8, 32):
+            for mode in list(urls)[:: 1 if r % 2 == 0 else -1]:
+                before = cpu_s(pids[mode])
+                run = route_load(urls[mode], key, body, clients, args.seconds)
+                run["cpu_ms"] = (cpu_s(pids[mode]) - before) * 1000 / max(1, run["n"])
+                runs[mode][str(clients)].append(run)
+    out: dict[str, Any] = {}
+    for mode, by_clients in runs.items():
+        keys = ("rps", "p50_ms", "cpu_ms")
+        out[mode] = {c: {k: round(statistics.median(x[k] for x in xs), 2) for k in keys}
+                     for c, xs in by_clients.items()}  # fmt: skip
+    out["overhead"] = {
+        c: {"throughput": round(1 - out["tier"][c]["rps"] / out["embedded"][c]["rps"], 3),
+            "p50": round(out["tier"][c]["p50_ms"] / out["embedded"][c]["p50_ms"] - 1, 3)}
+        for c in ("1", "8", "32")
+    }  # fmt: skip
+    return out
+
+
+def tier_report(args: argparse.Namespace) -> dict[str, Any]:
+    import httpx
+
+    from platform_core.config import Settings
+    from platform_core.db.migrate import upgrade
+    from platform_core.storage import open_store
+    from tests.live import make_key
+    from tests.services import create_pg_database, drop_pg_database, wait_for
+    from tests.tier import png, register_version, start_tier, stop, wait_healthy
+
+    body = png(0, args.image_side)
+    with tempfile.TemporaryDirectory() as tmp:
+        data, db = Path(tmp) / "data", create_pg_database("medtune_bench")
+        env = {"MEDTUNE_DATA_DIR": str(data), "MEDTUNE_DATABASE_URL": db,
+               "MEDTUNE_OBJECT_STORE_URL": f"file://{data / 'objects'}", "MEDTUNE_DEID_SECRET": "b" * 64,
+               "MEDTUNE_BATCH_WINDOW_MS": str(args.window_ms), "MEDTUNE_MAX_BATCH_SIZE": str(args.max_batch),
+               "MEDTUNE_MAX_CONCURRENT_PREDICTIONS_PER_KEY": "64"}  # fmt: skip
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            upgrade(db)
+            settings = Settings(data_dir=data, database_url=db, deid_secret=env["MEDTUNE_DEID_SECRET"],
+                                object_store_url=env["MEDTUNE_OBJECT_STORE_URL"])  # fmt: skip
+            project_id, key = make_key(settings, "bench")
+            store = open_store(settings.object_store_url or "", settings)
+            register_version(settings, store, project_id, "bench", 0, args.arch, args.size)
+            tier = start_tier(env, Path(tmp) / "tier.log")
+            procs.append(tier.proc)
+            urls, pids = {}, {}
+            for mode, extra in (("embedded", {}), ("tier", {"MEDTUNE_INFERENCE_URLS": tier.url})):
+                urls[mode], proc = start_api({**env, **extra}, Path(tmp) / f"api-{mode}.log")
+                procs.append(proc)
+                pids[mode] = [proc.pid] + ([tier.proc.pid] if mode == "tier" else [])
+            wait_healthy(tier)
+            for url in urls.values():
+                wait_for(lambda u=url: httpx.get(f"{u}/healthz", timeout=2).status_code == 200, 90, 0.2, url)
+                route_load(url, key, body, 1, 1.0)  # the model loads (embedded: in the API process)
+            report = tier_runs(urls, pids, key, body, args)
+            report["tier_health"] = tier.health()
+            report["png_bytes"] = len(body)
+            return report
+        finally:
+            for proc in procs:
+                stop(proc)
+            drop_pg_database(db)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--arch", default="test_vit")
@@ -192,7 +322,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternations of 1 vs 20 hot adapters")
     parser.add_argument("--repeats", type=int, default=5, help="full-batch forwards timed per kind")
     parser.add_argument("--bf16", action="store_true", help="also measure bfloat16 autocast serving")
+    parser.add_argument("--tier", action="store_true", help="the API embedded vs forwarding to the tier")
+    parser.add_argument("--image-side", type=int, default=256, help="--tier: the PNG's side in pixels")
     args = parser.parse_args()
+    if args.tier:
+        report = {"arch": args.arch, "image_size": args.size, "seconds": args.seconds, "rounds": args.rounds}
+        print(json.dumps({**report, **tier_report(args)}, indent=2))
+        return
     torch.set_num_threads(max(1, torch.get_num_threads()))
     base_state, sources = adapters(args.arch, args.size, 20)
     x = torch.randn(3, args.size, args.size)
