@@ -665,6 +665,8 @@ const ROUTES = [
   [/^#\/jobs\/new(?:\?.*)?$/, () => newJobPage(query())],
   [/^#\/jobs\/([^/?]+)$/, jobPage],
   [/^#\/job-groups\/([^/?]+)$/, groupPage],
+  [/^#\/experiments$/, experimentsPage],
+  [/^#\/experiments\/([^/?]+)$/, experimentPage],
   [/^#\/models$/, modelsPage],
   [/^#\/models\/([^/?]+)$/, (n) => modelPage(decodeURIComponent(n))],
   [/^#\/predict(?:\?.*)?$/, () => predictPage(query())],

@@ -22,6 +22,7 @@ import numpy as np
 Z95 = 1.959963984540054
 DRAWS = 4000
 BOUNDS = ([0.0, 0.0, 1e-3], [1.0, 100.0, 3.0])
+NEVER = 1e300
 
 
 def linear(sizes: Sequence[float], seconds: Sequence[float]) -> dict[str, Any] | None:
@@ -120,9 +121,10 @@ def samples_needed(fit: dict[str, Any] | None, target: float, seed: int = 0) -> 
         rng = np.random.default_rng(seed)
         draws = rng.multivariate_normal([fit["a"], fit["b"], fit["c"]], fit["covariance"], DRAWS)
         draws = np.clip(draws, BOUNDS[0], BOUNDS[1])
-        n = _needed(draws[:, 0], draws[:, 1], draws[:, 2], target)
+        # Draws that never reach the target count as the largest; a quantile among them is open (None).
+        n = np.minimum(_needed(draws[:, 0], draws[:, 1], draws[:, 2], target), NEVER)
         lo, hi = np.quantile(n, [0.025, 0.975])
-        interval = [float(lo) if math.isfinite(lo) else None, float(hi) if math.isfinite(hi) else None]
+        interval = [float(lo) if lo < NEVER else None, float(hi) if hi < NEVER else None]
     if not math.isfinite(point):
         base["reason"] = (
             "the fitted plateau a is below the target; only the upper part of its interval reaches it"
