@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,24 +148,54 @@ def manifest_csv(rows: Sequence[dict[str, Any]], labels: Sequence[str]) -> bytes
     return buf.getvalue().encode()
 
 
+@dataclass(frozen=True)
+class Upload:
+    """One upload: a folder (its files named by their path in it) or files (named by file name), and
+    the labels-CSV rows that name them."""
+
+    paths: Path | list[Path]
+    rows: list[dict[str, Any]]
+
+
+# Images per upload of a file list: every request of an upload carries that upload's labels CSV, so a
+# large dataset goes in parts, each with the rows of its own images.
+CHUNK = 500
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def images_by_name(folder: Path) -> dict[str, Path]:
+    """Every PNG/JPEG under `folder` by file name (NIH's images_001/images/... or a flat folder)."""
+    return {p.name: p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
+
+
+def by_file_name(rows: Sequence[dict[str, Any]], found: dict[str, Path], say: Say) -> list[Upload]:
+    """Uploads of the rows whose `path` (a file name) is on disk, CHUNK images each."""
+    kept = [r for r in rows if r["path"] in found]
+    if len(kept) < len(rows):
+        say(f"{len(rows) - len(kept)} of the {len(rows)} images listed are not on disk; left out")
+    return [
+        Upload([found[r["path"]] for r in kept[i : i + CHUNK]], kept[i : i + CHUNK])
+        for i in range(0, len(kept), CHUNK)
+    ]
+
+
 def import_pngs(
-    client: Client,
-    name: str,
-    labels: list[str],
-    folders: list[Path],
-    manifest: Path,
-    options: Options,
-    say: Say,
+    client: Client, name: str, labels: list[str], uploads: list[Upload], options: Options, say: Say
 ) -> Dataset:
-    """A PNG dataset made over the API: created, each folder uploaded with the labels CSV, ingested."""
+    """A PNG dataset made over the API: created, each upload sent with its labels CSV, ingested."""
     task = "binary" if len(labels) == 1 else "multilabel"
     dataset_options = {"min_image_size": 64, "cache_size": 64} if options.smoke else {}
     dataset = client.datasets.create(name, task, labels, dataset_options)
-    say(f"dataset {dataset.id}: uploading {', '.join(str(f) for f in folders)}")
-    for folder in folders:
-        result = client.datasets.upload(dataset, folder, manifest=manifest, progress=options.progress)
-        if result.failed:
-            raise RuntimeError(f"{len(result.failed)} files could not be sent, e.g. {result.failed[0]}")
+    say(f"dataset {dataset.id}: uploading {sum(len(u.rows) for u in uploads)} images")
+    with tempfile.TemporaryDirectory(prefix="medtune-recipe-") as tmp:
+        manifest = Path(tmp) / "labels.csv"
+        for upload in uploads:
+            manifest.write_bytes(manifest_csv(upload.rows, labels))
+            result = client.datasets.upload(
+                dataset, upload.paths, manifest=manifest, progress=options.progress
+            )
+            if result.failed:
+                raise RuntimeError(f"{len(result.failed)} files could not be sent, e.g. {result.failed[0]}")
     dataset = client.datasets.wait(dataset, timeout=options.wait_timeout() or 86400.0)
     counts = dataset.counts
     say(f"dataset {dataset.id}: {counts.accepted} images accepted, {counts.patients} patients, "
@@ -175,23 +206,18 @@ def import_pngs(
 
 
 def labelled_split(
-    client: Client,
-    name: str,
-    labels: list[str],
-    folders: list[Path],
-    rows: Sequence[dict[str, Any]],
-    options: Options,
-    say: Say,
+    client: Client, name: str, labels: list[str], uploads: list[Upload], options: Options, say: Say
 ) -> tuple[Dataset, Split]:
-    """The labels CSV of `rows` written under `options.out`, the dataset imported with it, and split."""
+    """The whole labels CSV written under `options.out`, the dataset imported, and split by patient."""
+    rows = [r for u in uploads for r in u.rows]
     if not rows:
-        raise FileNotFoundError(f"no labelled images found in {', '.join(str(f) for f in folders)}")
-    manifest = options.out / f"{name}-labels.csv"
-    manifest.parent.mkdir(parents=True, exist_ok=True)
-    manifest.write_bytes(manifest_csv(rows, labels))
+        raise FileNotFoundError("no labelled images found on disk")
+    path = options.out / f"{name}-labels.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(manifest_csv(rows, labels))
     patients = len({r["patient_id"] for r in rows})
-    say(f"{len(rows)} images of {patients} patients, {len(labels)} label(s); labels CSV {manifest}")
-    dataset = import_pngs(client, name, labels, folders, manifest, options, say)
+    say(f"{len(rows)} images of {patients} patients, {len(labels)} label(s); labels CSV {path}")
+    dataset = import_pngs(client, name, labels, uploads, options, say)
     return dataset, patient_split(client, dataset, options, say)
 
 

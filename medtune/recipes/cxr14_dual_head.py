@@ -15,7 +15,18 @@ from typing import Any
 
 from medtune.client import Client
 from medtune.recipes import synthetic
-from medtune.recipes._common import Model, Options, Outcome, Say, Table, labelled_split, metric_row, train
+from medtune.recipes._common import (
+    Model,
+    Options,
+    Outcome,
+    Say,
+    Table,
+    by_file_name,
+    images_by_name,
+    labelled_split,
+    metric_row,
+    train,
+)
 
 NAME = "cxr14-dual-head"
 FINDINGS = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
@@ -58,8 +69,9 @@ def run(client: Client, options: Options, say: Say) -> Outcome:
     else:
         images, data_entry = options.data, options.labels
     rows = labels_rows(data_entry)
-    say(f"{sum(r[BINARY] for r in rows)} of {len(rows)} images abnormal")
-    dataset, split = labelled_split(client, NAME, [*FINDINGS, BINARY], [images], rows, options, say)
+    say(f"{data_entry}: {len(rows)} images, {sum(r[BINARY] for r in rows)} abnormal")
+    uploads = by_file_name(rows, images_by_name(images), say)
+    dataset, split = labelled_split(client, NAME, [*FINDINGS, BINARY], uploads, options, say)
     job = train(client, dataset, split, MODEL.job(options), options, say)
     return report(job.id, job.result or {}, {"dataset_id": dataset.id, "split_id": split.id})
 

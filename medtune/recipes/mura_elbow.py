@@ -13,7 +13,17 @@ from typing import Any
 
 from medtune.client import Client
 from medtune.recipes import synthetic
-from medtune.recipes._common import Model, Options, Outcome, Say, Table, interval, labelled_split, train
+from medtune.recipes._common import (
+    Model,
+    Options,
+    Outcome,
+    Say,
+    Table,
+    Upload,
+    interval,
+    labelled_split,
+    train,
+)
 
 NAME = "mura-elbow"
 LABEL = "abnormal"
@@ -50,8 +60,8 @@ def run(client: Client, options: Options, say: Say) -> Outcome:
         raise FileNotFoundError("--data: the MURA-v1.1 folder (or an XR_ELBOW folder in it)")
     else:
         folders = elbow_folders(options.data)
-    rows = [row for folder in folders for row in labels_rows(folder)]
-    dataset, split = labelled_split(client, NAME, [LABEL], folders, rows, options, say)
+    uploads = [Upload(folder, labels_rows(folder)) for folder in folders]
+    dataset, split = labelled_split(client, NAME, [LABEL], uploads, options, say)
     job = train(client, dataset, split, MODEL.job(options), options, say)
     return report(job.id, job.result or {}, {"dataset_id": dataset.id, "split_id": split.id})
 

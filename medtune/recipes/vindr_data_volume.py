@@ -17,7 +17,16 @@ from typing import Any
 
 from medtune.client import Client
 from medtune.recipes import synthetic
-from medtune.recipes._common import Model, Options, Outcome, Say, Table, labelled_split
+from medtune.recipes._common import (
+    Model,
+    Options,
+    Outcome,
+    Say,
+    Table,
+    by_file_name,
+    images_by_name,
+    labelled_split,
+)
 from medtune.recipes.experiment import Sweep, run_experiment
 
 NAME = "vindr-data-volume"
@@ -36,17 +45,9 @@ TARGET_AUROC = 0.85  # "how many more studies must we label to reach AUROC 0.85?
 METRICS = ["auroc", "auprc", "sensitivity", "specificity", "f1"]
 
 
-def image_files(folder: Path) -> dict[str, str]:
-    """image_id -> the file's path relative to the folder (the name the upload sends)."""
-    found = {}
-    for path in folder.rglob("*"):
-        if path.suffix.lower() in (".png", ".jpg", ".jpeg") and not path.name.startswith("."):
-            found[path.stem] = path.relative_to(folder).as_posix()
-    return found
-
-
-def labels_rows(csv_path: Path, findings: list[str], files: dict[str, str]) -> list[dict[str, Any]]:
-    """One labels-CSV row per image on disk; a finding is 1 when any of its readers marked it."""
+def labels_rows(csv_path: Path, findings: list[str], names: dict[str, str]) -> list[dict[str, Any]]:
+    """One labels-CSV row per image on disk (`names`: image_id -> file name); a finding is 1 when any of
+    its readers marked it."""
     marked: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(findings, 0))
     with csv_path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
@@ -59,8 +60,8 @@ def labels_rows(csv_path: Path, findings: list[str], files: dict[str, str]) -> l
             image = marked[entry["image_id"].strip()]
             for f in findings:
                 image[f] = max(image[f], int(float(entry[f] or 0) > 0))
-    return [{"path": files[i], "patient_id": i, "study_id": i, **flags}
-            for i, flags in sorted(marked.items()) if i in files]  # fmt: skip
+    return [{"path": names[i], "patient_id": i, "study_id": i, **flags}
+            for i, flags in sorted(marked.items()) if i in names]  # fmt: skip
 
 
 def run(client: Client, options: Options, say: Say) -> Outcome:
@@ -73,8 +74,10 @@ def run(client: Client, options: Options, say: Say) -> Outcome:
         raise FileNotFoundError("--data: the VinDr-CXR PNG folder; --labels: image_labels_train.csv")
     else:
         folder, labels_csv = options.data, options.labels
-    rows = labels_rows(labels_csv, findings, image_files(folder))
-    dataset, split = labelled_split(client, NAME, findings, [folder], rows, options, say)
+    found = images_by_name(folder)
+    rows = labels_rows(labels_csv, findings, {p.stem: name for name, p in found.items()})
+    say(f"{labels_csv}: {len(rows)} images on disk, {len(findings)} findings")
+    dataset, split = labelled_split(client, NAME, findings, by_file_name(rows, found, say), options, say)
     sizes = options.sizes or (SMOKE_SIZES if options.smoke else PAPER_SIZES)
     asked = replace(options, target_auroc=options.target_auroc or TARGET_AUROC)
     sweep = run_experiment(client, dataset.id, split.id, sizes, findings, MODEL.job(options), asked, say)
