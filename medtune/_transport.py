@@ -90,9 +90,16 @@ class RequestOptions:
             t = self.timeout if isinstance(self.timeout, httpx.Timeout) else httpx.Timeout(self.timeout)
             extensions["timeout"] = t.as_dict()
         return http.build_request(
-            self.method, self.path, params=params or None, json=self.json, files=files, data=self.data,
-            content=self.content, headers=self.headers or None, extensions=extensions or None,
-        )  # fmt: skip
+            self.method,
+            self.path,
+            params=params or None,
+            json=self.json,
+            files=files,
+            data=self.data,
+            content=self.content,
+            headers=self.headers or None,
+            extensions=extensions or None,
+        )
 
 
 def close_files(files: list[tuple[str, Any]] | None) -> None:

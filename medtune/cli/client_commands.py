@@ -150,17 +150,17 @@ def show_dataset(ds: Dataset) -> None:
     out.print(
         f"[bold]{ds.name}[/] ({ds.id})  task {ds.task}  labels {', '.join(ds.labels)}  [b]{ds.status}[/]"
     )
-    table(
-        "images",
-        ["received", "accepted", "rejected", "duplicates", "pending", "studies", "patients", "labelled"],
-        [[c.received, c.accepted, c.rejected_total, c.duplicates, c.pending, c.studies, c.patients,
-          c.labelled_studies]],
-    )  # fmt: skip
+    columns = ["received", "accepted", "rejected", "duplicates", "pending", "studies", "patients", "labelled"]
+    images = [c.received, c.accepted, c.rejected_total, c.duplicates, c.pending]
+    table("images", columns, [[*images, c.studies, c.patients, c.labelled_studies]])
     if c.rejected:
         table("rejected by reason", ["reason", "images"], sorted(([k, v] for k, v in c.rejected.items())))
     if c.labels:
-        table("labels (studies)", ["label", "positive", "negative"],
-              [[k, v.positives, v.negatives] for k, v in c.labels.items()])  # fmt: skip
+        table(
+            "labels (studies)",
+            ["label", "positive", "negative"],
+            [[k, v.positives, v.negatives] for k, v in c.labels.items()],
+        )
 
 
 @datasets_app.command("create")
@@ -179,13 +179,20 @@ def datasets_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a dataset; prints its id."""
-    options: dict[str, Any] = {"min_image_size": min_image_size, "cache_size": cache_size, "dates": dates,
-                               "modalities": csv_list(modalities) or None}  # fmt: skip
+    options: dict[str, Any] = {
+        "min_image_size": min_image_size,
+        "cache_size": cache_size,
+        "dates": dates,
+        "modalities": csv_list(modalities) or None,
+    }
     with client() as c:
         ds = c.datasets.create(
-            name, task, csv_list(labels), {k: v for k, v in options.items() if v is not None},
+            name,
+            task,
+            csv_list(labels),
+            {k: v for k, v in options.items() if v is not None},
             dicom_ae_title=dicom_ae_title,
-        )  # fmt: skip
+        )
     if as_json:
         emit_json(ds)
     else:
@@ -246,12 +253,14 @@ def datasets_upload(
 ) -> None:
     """Upload files in parallel with a progress bar; exit 1 if any request failed after retries."""
     with client() as c:
-        result = c.datasets.upload(dataset_id, paths, manifest=manifest, parallel=parallel,
-                                   progress=None if not as_json else False)  # fmt: skip
+        result = c.datasets.upload(
+            dataset_id, paths, manifest=manifest, parallel=parallel, progress=None if not as_json else False
+        )
         ds = c.datasets.wait(dataset_id, timeout=timeout) if wait else None
     if as_json:
-        emit_json({"upload": result.model_dump(mode="json"),
-                   "dataset": ds.model_dump(mode="json") if ds else None})  # fmt: skip
+        emit_json(
+            {"upload": result.model_dump(mode="json"), "dataset": ds.model_dump(mode="json") if ds else None}
+        )
     else:
         _upload_summary(result)
         if ds is not None:
@@ -261,8 +270,10 @@ def datasets_upload(
 
 
 def _upload_summary(result: UploadResult) -> None:
-    err.print(f"{len(result.data)} files: {result.queued} queued, {result.duplicates} duplicates, "
-              f"{result.rejected} rejected, {len(result.failed)} failed")  # fmt: skip
+    err.print(
+        f"{len(result.data)} files: {result.queued} queued, {result.duplicates} duplicates, "
+        f"{result.rejected} rejected, {len(result.failed)} failed"
+    )
     rejected = [f for f in result.data if f.outcome in ("rejected", "failed")]
     if rejected:
         table(
@@ -321,8 +332,10 @@ def labels_upload(dataset_id: str, csv: Path, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(result)
         return
-    err.print(f"{result.rows} rows: {result.matched} matched, {result.unmatched} not matched yet, "
-              f"{len(result.errors)} errors")  # fmt: skip
+    err.print(
+        f"{result.rows} rows: {result.matched} matched, {result.unmatched} not matched yet, "
+        f"{len(result.errors)} errors"
+    )
     if result.errors:
         table("errors", ["row", "column", "message"], [[e.row, e.column, e.message] for e in result.errors])
 
@@ -413,11 +426,24 @@ def jobs_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Start a fine-tuning job; prints its id (or follows it with --watch)."""
-    hyper = {k: _number(v) for k, v in {"epochs": epochs, "batch_size": batch_size,
-             "learning_rate": learning_rate, "image_size": image_size}.items() if v is not None}  # fmt: skip
+    given = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "image_size": image_size,
+    }
+    hyper = {k: _number(v) for k, v in given.items() if v is not None}
     with client() as c:
-        job = c.jobs.create(dataset_id, base_model, split=split_id, split_seed=split_seed, weights=weights,
-                            method=method, hyperparameters=hyper or None, seed=seed)  # fmt: skip
+        job = c.jobs.create(
+            dataset_id,
+            base_model,
+            split=split_id,
+            split_seed=split_seed,
+            weights=weights,
+            method=method,
+            hyperparameters=hyper or None,
+            seed=seed,
+        )
         if watch:
             job = c.jobs.wait(job, progress=None if not as_json else False)
     if as_json:
@@ -572,9 +598,14 @@ def models_predict(
         emit_json(result)
         return
     labels = list(result.predictions[0].probabilities) if result.predictions else []
-    table(f"{result.model}:{result.version}", ["image", *labels],
-          [[p.name, *(f"{pred.probabilities[k]:.3f}{' *' if pred.predicted.get(k) else ''}" for k in labels)]
-           for p, pred in zip(images, result.predictions, strict=False)])  # fmt: skip
+    table(
+        f"{result.model}:{result.version}",
+        ["image", *labels],
+        [
+            [p.name, *(f"{pred.probabilities[k]:.3f}{' *' if pred.predicted.get(k) else ''}" for k in labels)]
+            for p, pred in zip(images, result.predictions, strict=False)
+        ],
+    )
 
 
 def _take(items: Iterable[Any], n: int) -> Iterable[Any]:

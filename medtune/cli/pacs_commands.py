@@ -38,9 +38,8 @@ def show_import(imp: PacsImport) -> None:
         f"import {imp.id} into {imp.dataset_id} from {imp.node_id} by {imp.key_type}  [b]{imp.status}[/]"
     )
     columns = ["studies", "done", "not found", "failed", "instances", "queued", "duplicates", "rejected"]
-    table("progress", columns,
-          [[p.studies_total, p.studies_done, p.studies_not_found, p.studies_failed, p.instances, p.queued,
-            p.duplicates, p.rejected]])  # fmt: skip
+    counts = [p.studies_total, p.studies_done, p.studies_not_found, p.studies_failed, p.instances, p.queued]
+    table("progress", columns, [[*counts, p.duplicates, p.rejected]])
     if imp.error:
         out.print(f"[red]error:[/] {imp.error}")
 
@@ -70,8 +69,17 @@ def nodes_create(
     if username is not None and password is None:
         password = typer.prompt("Password", hide_input=True, err=True)  # stdout carries the id
     with client() as c:
-        node = c.pacs_nodes.create(name, kind, url=url, host=host, port=port, ae_title=ae_title, token=token,
-                                   username=username, password=password)  # fmt: skip
+        node = c.pacs_nodes.create(
+            name,
+            kind,
+            url=url,
+            host=host,
+            port=port,
+            ae_title=ae_title,
+            token=token,
+            username=username,
+            password=password,
+        )
     emit_json(node) if as_json else typer.echo(node.id)
 
 

@@ -51,11 +51,16 @@ def ensure_study(session: Session, dataset_id: str, study_key_hmac: str, **value
     """The study's id; concurrent uploads of one study meet at the unique constraint, not a race."""
     stmt = (
         _insert(session, Study)
-        .values(id=new_id("st"), dataset_id=dataset_id, study_key_hmac=study_key_hmac, created_at=utcnow(),
-                **values)
+        .values(
+            id=new_id("st"),
+            dataset_id=dataset_id,
+            study_key_hmac=study_key_hmac,
+            created_at=utcnow(),
+            **values,
+        )
         .on_conflict_do_nothing(index_elements=["dataset_id", "study_key_hmac"])
         .returning(Study.__table__.c.id)
-    )  # fmt: skip
+    )
     created = session.scalar(stmt)
     if created is not None:
         return str(created)

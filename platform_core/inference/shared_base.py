@@ -306,8 +306,10 @@ class SharedBase:
     def probabilities(self, x: torch.Tensor, names: Sequence[str]) -> list[np.ndarray]:
         with self.lock, torch.inference_mode(), self._autocast():
             logits = self.logits(x, names)
-        scaled = [t.float() / self.temperatures[n] if n in self.temperatures else t.float()
-                  for t, n in zip(logits, names, strict=True)]  # fmt: skip
+        scaled = [
+            t.float() / self.temperatures[n] if n in self.temperatures else t.float()
+            for t, n in zip(logits, names, strict=True)
+        ]
         return [torch.sigmoid(t).cpu().numpy() for t in scaled]
 
     def _autocast(self) -> Any:

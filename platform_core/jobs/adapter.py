@@ -27,8 +27,9 @@ def base_of(session: Session, job: Job, entry: catalog.BackboneEntry) -> BaseWei
         object_key, fmt = registered.object_key, registered.format
     elif job.weights == W.RANDOM:
         seed = int(job.seed)  # training seeds torch with it right before building the backbone
-    return BaseWeights(entry.name, entry.arch, entry.family, job.weights, job.weights_sha256,
-                       object_key, fmt, seed)  # fmt: skip
+    return BaseWeights(
+        entry.name, entry.arch, entry.family, job.weights, job.weights_sha256, object_key, fmt, seed
+    )
 
 
 def preprocessing_of(session: Session, job: Job, entry: catalog.BackboneEntry) -> Preprocessing:

@@ -105,8 +105,10 @@ class Augment:
         top, left = int((h - ch) * u[2]), int((w - cw) * u[3])
         x = TF.resized_crop(x, top, left, ch, cw, [self.size, self.size], antialias=True)
         angle = self.degrees * (2 * u[4] - 1)
-        shift = [round(self.translate * self.size * (2 * u[5] - 1)),
-                 round(self.translate * self.size * (2 * u[6] - 1))]  # fmt: skip
+        shift = [
+            round(self.translate * self.size * (2 * u[5] - 1)),
+            round(self.translate * self.size * (2 * u[6] - 1)),
+        ]
         if angle or shift != [0, 0]:
             x = TF.affine(x, angle=angle, translate=shift, scale=1.0, shear=[0.0, 0.0])
         x = TF.adjust_brightness(x, 1 + self.brightness * (2 * u[7] - 1))
