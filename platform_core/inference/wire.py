@@ -47,7 +47,7 @@ def decode(raw: bytes, max_images: int) -> TierRequest:
         sizes = [int(s) for s in header["sizes"]]
         manifest = ModelManifest.from_json(header["manifest"])
         explain = bool(header.get("explain", False))
-    except (ValueError, TypeError, KeyError, ArtifactError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, ArtifactError) as exc:
         raise BadRequest(f"the header is not a prediction request ({type(exc).__name__})") from None
     if not sizes or len(sizes) > max_images:
         raise Invalid(f"{len(sizes)} images in one request; 1 to {max_images} are served", param="file")
