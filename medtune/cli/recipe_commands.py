@@ -66,11 +66,23 @@ def recipes_run(
         err.print(f"[red]error:[/] no recipe {name!r}; one of {', '.join(RECIPES)}", highlight=False)
         raise typer.Exit(USAGE)
     options = Options(
-        smoke=smoke, data=data, labels=labels, out=out, base_model=base_model, weights=weights,
-        epochs=epochs, image_size=image_size, batch_size=batch_size, seed=seed,
-        sizes=_ints(sizes, "--sizes"), seeds=_ints(seeds, "--seeds"), findings=csv_list(findings) or None,
-        target_auroc=target_auroc, timeout=timeout, progress=False if as_json else None,
-    )  # fmt: skip
+        smoke=smoke,
+        data=data,
+        labels=labels,
+        out=out,
+        base_model=base_model,
+        weights=weights,
+        epochs=epochs,
+        image_size=image_size,
+        batch_size=batch_size,
+        seed=seed,
+        sizes=_ints(sizes, "--sizes"),
+        seeds=_ints(seeds, "--seeds"),
+        findings=csv_list(findings) or None,
+        target_auroc=target_auroc,
+        timeout=timeout,
+        progress=False if as_json else None,
+    )
     with client() as c:
         try:
             outcome = recipe.run(c, options, lambda message: err.print(message, highlight=False))

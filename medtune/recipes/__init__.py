@@ -21,13 +21,24 @@ class Recipe:
 RECIPES = {
     r.name: r
     for r in (
-        Recipe(mura_elbow.NAME, "MURA elbow, EVA-02 base + LoRA, 3 epochs: accuracy, sensitivity and "
-               "specificity at the operating point", mura_elbow.run),
-        Recipe(vindr_data_volume.NAME, "VinDr-CXR, 17 findings at 100 to 4,000 training images: the white "
-               "paper's table (AUROC, AUPRC, sensitivity, specificity, F1)", vindr_data_volume.run),
-        Recipe(cxr14_dual_head.NAME, "NIH ChestX-ray14, 14 findings plus normal/abnormal on DenseNet-121",
-               cxr14_dual_head.run),
+        Recipe(
+            mura_elbow.NAME,
+            "MURA elbow, EVA-02 base + LoRA, 3 epochs: accuracy, sensitivity and "
+            "specificity at the operating point",
+            mura_elbow.run,
+        ),
+        Recipe(
+            vindr_data_volume.NAME,
+            "VinDr-CXR, 17 findings at 100 to 4,000 training images: the white "
+            "paper's table (AUROC, AUPRC, sensitivity, specificity, F1)",
+            vindr_data_volume.run,
+        ),
+        Recipe(
+            cxr14_dual_head.NAME,
+            "NIH ChestX-ray14, 14 findings plus normal/abnormal on DenseNet-121",
+            cxr14_dual_head.run,
+        ),
     )
-}  # fmt: skip
+}
 
 __all__ = ["RECIPES", "Options", "Outcome", "Recipe", "Table"]

@@ -19,8 +19,13 @@ from medtune.models import Dataset, Job, Split
 Say = Callable[[str], None]
 
 # The smoke runs' tiny job: the catalog's test models at 64 px, one epoch, no augmentation.
-SMOKE_HYPERPARAMETERS = {"epochs": 1, "batch_size": 8, "image_size": 64, "augmentation": "none",
-                         "warmup_epochs": 0}  # fmt: skip
+SMOKE_HYPERPARAMETERS = {
+    "epochs": 1,
+    "batch_size": 8,
+    "image_size": 64,
+    "augmentation": "none",
+    "warmup_epochs": 0,
+}
 SMOKE_LORA = {"type": "lora", "lora": {"r": 4, "alpha": 8}}
 
 
@@ -93,8 +98,11 @@ class Outcome:
         """`<recipe>.json` and each table as CSV and Markdown under `out`; the paths go in `files`."""
         out.mkdir(parents=True, exist_ok=True)
         summary = out / f"{self.recipe}.json"
-        doc = {"recipe": self.recipe, **self.summary,
-               "tables": {t.name: {"columns": t.columns, "rows": t.rows} for t in self.tables}}  # fmt: skip
+        doc = {
+            "recipe": self.recipe,
+            **self.summary,
+            "tables": {t.name: {"columns": t.columns, "rows": t.rows} for t in self.tables},
+        }
         summary.write_text(json.dumps(doc, indent=2, default=str) + "\n")
         self.files = [summary]
         for table in self.tables:
@@ -198,8 +206,10 @@ def import_pngs(
                 raise RuntimeError(f"{len(result.failed)} files could not be sent, e.g. {result.failed[0]}")
     dataset = client.datasets.wait(dataset, timeout=options.wait_timeout() or 86400.0)
     counts = dataset.counts
-    say(f"dataset {dataset.id}: {counts.accepted} images accepted, {counts.patients} patients, "
-        f"rejected {counts.rejected or 'none'}")  # fmt: skip
+    say(
+        f"dataset {dataset.id}: {counts.accepted} images accepted, {counts.patients} patients, "
+        f"rejected {counts.rejected or 'none'}"
+    )
     if dataset.status != "ready" or counts.accepted == 0:
         raise RuntimeError(f"dataset {dataset.id} is {dataset.status} with {counts.accepted} images accepted")
     return dataset
@@ -235,8 +245,10 @@ def train(
 ) -> Job:
     """One fine-tuning job, waited for; a job that did not succeed raises with its error."""
     job = client.jobs.create(dataset, split=split, seed=options.seed, **body)
-    say(f"job {job.id}: {body['base_model']} ({job.method and job.method.get('type')}), "
-        f"{(job.hyperparameters or {}).get('epochs')} epoch(s)")  # fmt: skip
+    say(
+        f"job {job.id}: {body['base_model']} ({job.method and job.method.get('type')}), "
+        f"{(job.hyperparameters or {}).get('epochs')} epoch(s)"
+    )
     job = client.jobs.wait(job, timeout=options.wait_timeout(), progress=options.progress)
     if job.status != "succeeded" or not job.result:
         reason = job.error.message if job.error else "no result"

@@ -29,9 +29,22 @@ from medtune.recipes._common import (
 )
 
 NAME = "cxr14-dual-head"
-FINDINGS = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-            "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening",
-            "Hernia"]  # fmt: skip
+FINDINGS = [
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
+]
 BINARY = "abnormal"
 METRICS = ["auroc", "auprc", "sensitivity", "specificity", "f1"]
 # CheXNet fine-tuned the whole DenseNet-121; the smoke run's tiny ResNet takes a small LoRA.
@@ -52,8 +65,11 @@ def labels_rows(data_entry: Path) -> list[dict[str, Any]]:
             if unknown:
                 raise ValueError(f"{entry['Image Index']}: unknown finding(s) {', '.join(sorted(unknown))}")
             image = entry["Image Index"].strip()
-            row: dict[str, Any] = {"path": image, "patient_id": entry["Patient ID"].strip(),
-                                   "study_id": image.rsplit(".", 1)[0]}  # fmt: skip
+            row: dict[str, Any] = {
+                "path": image,
+                "patient_id": entry["Patient ID"].strip(),
+                "study_id": image.rsplit(".", 1)[0],
+            }
             row.update({f: int(f in named) for f in FINDINGS})
             row[BINARY] = int(bool(named - {"No Finding"}))
             rows.append(row)
@@ -85,14 +101,25 @@ def report(job_id: str, result: dict[str, Any], ids: dict[str, str]) -> Outcome:
     for label, head in [*((f, "findings") for f in FINDINGS), (BINARY, "normal/abnormal")]:
         counts = confusion.get(label, {})
         positives = counts.get("tp", 0) + counts.get("fn", 0) if counts else None
-        table.rows.append([label, head, positives, *metric_row(result, label, METRICS),
-                           result.get("thresholds", {}).get(label)])  # fmt: skip
+        table.rows.append(
+            [
+                label,
+                head,
+                positives,
+                *metric_row(result, label, METRICS),
+                result.get("thresholds", {}).get(label),
+            ]
+        )
     means = []
     for m in METRICS:
         defined = [v for f in FINDINGS if (v := result.get("per_label", {}).get(f, {}).get(m)) is not None]
         means.append(statistics.fmean(defined) if defined else None)
     table.rows.insert(len(FINDINGS), ["mean of 14", "findings", None, *means, None])
-    summary = {**ids, "job_id": job_id, "n_test": result.get("n_test"),
-               "findings_mean": dict(zip(METRICS, means, strict=True)),
-               "binary": dict(zip(METRICS, metric_row(result, BINARY, METRICS), strict=True))}  # fmt: skip
+    summary = {
+        **ids,
+        "job_id": job_id,
+        "n_test": result.get("n_test"),
+        "findings_mean": dict(zip(METRICS, means, strict=True)),
+        "binary": dict(zip(METRICS, metric_row(result, BINARY, METRICS), strict=True)),
+    }
     return Outcome(NAME, summary, [table])

@@ -40,14 +40,24 @@ def run_experiment(
     (default one seed); raises unless every run of every size succeeded."""
     seeds = options.seeds or [1]
     created = client.experiments.create(
-        type="data_volume", dataset_id=dataset_id, split_id=split_id, sizes=sizes, seeds=seeds,
-        balanced=True, labels=labels, target_auroc=options.target_auroc, **job,
-    )  # fmt: skip
+        type="data_volume",
+        dataset_id=dataset_id,
+        split_id=split_id,
+        sizes=sizes,
+        seeds=seeds,
+        balanced=True,
+        labels=labels,
+        target_auroc=options.target_auroc,
+        **job,
+    )
     say(f"experiment {created.id}: sizes {created.sizes}, seeds {created.seeds}, {len(created.runs)} jobs")
     done = client.experiments.wait(created, timeout=options.wait_timeout(), target_auroc=options.target_auroc)
     if done.status != "succeeded":
-        failed = [f"{r.job_id} (size {r.size}, seed {r.seed}) {r.status}" for r in done.runs
-                  if r.status != "succeeded"]  # fmt: skip
+        failed = [
+            f"{r.job_id} (size {r.size}, seed {r.seed}) {r.status}"
+            for r in done.runs
+            if r.status != "succeeded"
+        ]
         raise RuntimeError(f"experiment {done.id} {done.status}: {'; '.join(failed) or 'no result'}")
     return Sweep(done, per_label_by_size(client, done, labels), done.table())
 

@@ -27,8 +27,12 @@ from medtune.recipes._common import (
 
 NAME = "mura-elbow"
 LABEL = "abnormal"
-MODEL = Model("eva02_base_patch14_448.mim_in22k_ft_in22k_in1k", "test_vit", "lora",
-              {"epochs": 3, "image_size": 448, "batch_size": 16})  # fmt: skip
+MODEL = Model(
+    "eva02_base_patch14_448.mim_in22k_ft_in22k_in1k",
+    "test_vit",
+    "lora",
+    {"epochs": 3, "image_size": 448, "batch_size": 16},
+)
 LAYOUT = re.compile(r"^(patient\d+)/(study\d+)_(positive|negative)/[^/]+\.(?:png|jpe?g)$", re.IGNORECASE)
 
 
@@ -70,17 +74,24 @@ def report(job_id: str, result: dict[str, Any], ids: dict[str, str]) -> Outcome:
     """The operating point's test accuracy, sensitivity and specificity with their bootstrap CIs, and
     every other operating point's test sensitivity and specificity."""
     values = result.get("per_label", {}).get(LABEL, {})
-    main = Table("mura_elbow", "MURA elbow: test metrics at the operating point (Youden's J on validation)",
-                 ["metric", "value", "ci95_low", "ci95_high"])  # fmt: skip
+    main = Table(
+        "mura_elbow",
+        "MURA elbow: test metrics at the operating point (Youden's J on validation)",
+        ["metric", "value", "ci95_low", "ci95_high"],
+    )
     for metric in ("accuracy", "sensitivity", "specificity", "auroc"):
         low, high = interval(result, LABEL, metric) or (None, None)
         main.rows.append([metric, values.get(metric), low, high])
-    points = Table("mura_elbow_operating_points", "MURA elbow: operating points chosen on validation",
-                   ["operating_point", "threshold", "test_sensitivity", "test_specificity"])  # fmt: skip
+    points = Table(
+        "mura_elbow_operating_points",
+        "MURA elbow: operating points chosen on validation",
+        ["operating_point", "threshold", "test_sensitivity", "test_specificity"],
+    )
     for point in result.get("operating_points", {}).get("per_label", {}).get(LABEL, []):
         test = point.get("test", {})
-        points.rows.append([point["name"], point.get("threshold"), test.get("sensitivity"),
-                            test.get("specificity")])  # fmt: skip
+        points.rows.append(
+            [point["name"], point.get("threshold"), test.get("sensitivity"), test.get("specificity")]
+        )
     threshold = result.get("thresholds", {}).get(LABEL)
     summary = {
         **ids,

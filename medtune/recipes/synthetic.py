@@ -79,9 +79,19 @@ def vindr(root: Path, findings: Sequence[str], images: int = 64, seed: int = 0) 
     return folder, path
 
 
-CXR14_HEADER = ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age",
-                "Patient Gender", "View Position", "OriginalImage[Width", "Height]",
-                "OriginalImagePixelSpacing[x", "y]"]  # fmt: skip
+CXR14_HEADER = [
+    "Image Index",
+    "Finding Labels",
+    "Follow-up #",
+    "Patient ID",
+    "Patient Age",
+    "Patient Gender",
+    "View Position",
+    "OriginalImage[Width",
+    "Height]",
+    "OriginalImagePixelSpacing[x",
+    "y]",
+]
 
 
 def cxr14(root: Path, findings: Sequence[str], patients: int = 48, seed: int = 0) -> tuple[Path, Path]:
@@ -101,8 +111,21 @@ def cxr14(root: Path, findings: Sequence[str], patients: int = 48, seed: int = 0
             name = f"{p:08d}_{follow_up:03d}.png"
             (folder / name).write_bytes(radiograph(rng, present))
             text = "|".join(findings[j] for j in present) or "No Finding"
-            rows.append([name, text, str(follow_up), str(p), str(30 + p), "MF"[p % 2],
-                         "PA" if p % 3 else "AP", "2500", "2048", "0.143", "0.143"])  # fmt: skip
+            rows.append(
+                [
+                    name,
+                    text,
+                    str(follow_up),
+                    str(p),
+                    str(30 + p),
+                    "MF"[p % 2],
+                    "PA" if p % 3 else "AP",
+                    "2500",
+                    "2048",
+                    "0.143",
+                    "0.143",
+                ]
+            )
     path = root / "Data_Entry_2017.csv"
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)

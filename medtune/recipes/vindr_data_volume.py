@@ -32,15 +32,34 @@ from medtune.recipes.experiment import Sweep, run_experiment
 NAME = "vindr-data-volume"
 # VinDr-CXR's 22 local findings less the five with fewer than 60 positive training images (lung cyst,
 # edema, emphysema, lung cavity, clavicle fracture): 17 findings. `--findings` picks others.
-FINDINGS = ["Aortic enlargement", "Atelectasis", "Calcification", "Cardiomegaly", "Consolidation",
-            "Enlarged PA", "ILD", "Infiltration", "Lung Opacity", "Mediastinal shift", "Nodule/Mass",
-            "Other lesion", "Pleural effusion", "Pleural thickening", "Pneumothorax", "Pulmonary fibrosis",
-            "Rib fracture"]  # fmt: skip
+FINDINGS = [
+    "Aortic enlargement",
+    "Atelectasis",
+    "Calcification",
+    "Cardiomegaly",
+    "Consolidation",
+    "Enlarged PA",
+    "ILD",
+    "Infiltration",
+    "Lung Opacity",
+    "Mediastinal shift",
+    "Nodule/Mass",
+    "Other lesion",
+    "Pleural effusion",
+    "Pleural thickening",
+    "Pneumothorax",
+    "Pulmonary fibrosis",
+    "Rib fracture",
+]
 PAPER_SIZES = [100, 500, 1000, 2000, 4000]
 SMOKE_SIZES = [8, 16, 24]
 SMOKE_FINDINGS = 3
-MODEL = Model("eva02_base_patch14_448.mim_in22k_ft_in22k_in1k", "test_resnet", "lora",
-              {"epochs": 10, "image_size": 448, "batch_size": 16})  # fmt: skip
+MODEL = Model(
+    "eva02_base_patch14_448.mim_in22k_ft_in22k_in1k",
+    "test_resnet",
+    "lora",
+    {"epochs": 10, "image_size": 448, "batch_size": 16},
+)
 TARGET_AUROC = 0.85  # "how many more studies must we label to reach AUROC 0.85?"
 METRICS = ["auroc", "auprc", "sensitivity", "specificity", "f1"]
 
@@ -54,14 +73,19 @@ def labels_rows(csv_path: Path, findings: list[str], names: dict[str, str]) -> l
         columns = set(reader.fieldnames or [])
         missing = ({"image_id"} | set(findings)) - columns
         if missing:
-            raise ValueError(f"{csv_path} lacks column(s) {', '.join(sorted(missing))}; it has "
-                             f"{', '.join(sorted(columns))}")  # fmt: skip
+            raise ValueError(
+                f"{csv_path} lacks column(s) {', '.join(sorted(missing))}; it has "
+                f"{', '.join(sorted(columns))}"
+            )
         for entry in reader:
             image = marked[entry["image_id"].strip()]
             for f in findings:
                 image[f] = max(image[f], int(float(entry[f] or 0) > 0))
-    return [{"path": names[i], "patient_id": i, "study_id": i, **flags}
-            for i, flags in sorted(marked.items()) if i in names]  # fmt: skip
+    return [
+        {"path": names[i], "patient_id": i, "study_id": i, **flags}
+        for i, flags in sorted(marked.items())
+        if i in names
+    ]
 
 
 def run(client: Client, options: Options, say: Say) -> Outcome:
@@ -87,20 +111,40 @@ def run(client: Client, options: Options, say: Say) -> Outcome:
 def report(findings: list[str], sweep: Sweep, ids: dict[str, str]) -> Outcome:
     """The white paper's table (a row per finding and size: the mean over seeds), the experiment's
     mean over findings per size (with its spread across seeds and bootstrap CI), and the fits."""
-    table = Table("vindr_data_volume", "VinDr-CXR: test metrics by finding and training-set size",
-                  ["finding", "size", *METRICS])  # fmt: skip
+    table = Table(
+        "vindr_data_volume",
+        "VinDr-CXR: test metrics by finding and training-set size",
+        ["finding", "size", *METRICS],
+    )
     for size, per_label in sweep.per_label.items():
         table.rows += [[f, size, *[per_label[f][m] for m in METRICS]] for f in findings]
-    means = Table("vindr_data_volume_means", "VinDr-CXR: mean over findings by training-set size",
-                  ["size", "runs", *METRICS, "auroc_sd", "auroc_ci95_low", "auroc_ci95_high",
-                   "epoch_seconds"])  # fmt: skip
+    means = Table(
+        "vindr_data_volume_means",
+        "VinDr-CXR: mean over findings by training-set size",
+        ["size", "runs", *METRICS, "auroc_sd", "auroc_ci95_low", "auroc_ci95_high", "epoch_seconds"],
+    )
     for row in sweep.macro:
         ci = row.get("auroc_ci95") or [None, None]
-        means.rows.append([row["size"], row["succeeded"], *[row[m] for m in METRICS], row["auroc_sd"],
-                           ci[0], ci[1], row["epoch_seconds"]])  # fmt: skip
+        means.rows.append(
+            [
+                row["size"],
+                row["succeeded"],
+                *[row[m] for m in METRICS],
+                row["auroc_sd"],
+                ci[0],
+                ci[1],
+                row["epoch_seconds"],
+            ]
+        )
     experiment = sweep.experiment
-    summary = {**ids, "experiment_id": experiment.id, "sizes": experiment.sizes, "seeds": experiment.seeds,
-               "epoch_time_fit": experiment.epoch_time_fit, "learning_curve": experiment.learning_curve,
-               "samples_needed": experiment.target.model_dump() if experiment.target else None,
-               "mean_auroc_by_size": {str(r["size"]): r["auroc"] for r in sweep.macro}}  # fmt: skip
+    summary = {
+        **ids,
+        "experiment_id": experiment.id,
+        "sizes": experiment.sizes,
+        "seeds": experiment.seeds,
+        "epoch_time_fit": experiment.epoch_time_fit,
+        "learning_curve": experiment.learning_curve,
+        "samples_needed": experiment.target.model_dump() if experiment.target else None,
+        "mean_auroc_by_size": {str(r["size"]): r["auroc"] for r in sweep.macro},
+    }
     return Outcome(NAME, summary, [table, means])

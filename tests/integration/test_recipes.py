@@ -34,10 +34,25 @@ def recipe(live: Live, name: str, out: Path, *args: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDTUNE_")}
     env |= {"MEDTUNE_URL": live.url, "MEDTUNE_API_KEY": live.key, "MEDTUNE_CONFIG_DIR": str(out / "cfg")}
     done = subprocess.run(
-        [sys.executable, "-m", "medtune.cli.main", "recipes", "run", name, "--smoke", "--out", str(out),
-         "--json", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "medtune.cli.main",
+            "recipes",
+            "run",
+            name,
+            "--smoke",
+            "--out",
+            str(out),
+            "--json",
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, f"{done.stderr}\n{live.worker_log()}"
     summary: dict[str, Any] = json.loads(done.stdout)
     for table, content in summary["tables"].items():
@@ -110,8 +125,9 @@ def test_vindr_data_volume_smoke(live: Live, tmp_path: Path) -> None:
     assert experiment.sizes == sizes and experiment.split_id == summary["split_id"]
     for row in rows:  # one seed: the table is each size's job's own per-label result
         result = jobs[row[1]].result or {}
-        assert row[2:] == [result["per_label"][row[0]][m] for m in ("auroc", "auprc", "sensitivity",
-                                                                     "specificity", "f1")]  # fmt: skip
+        assert row[2:] == [
+            result["per_label"][row[0]][m] for m in ("auroc", "auprc", "sensitivity", "specificity", "f1")
+        ]
     for row, size in zip(means, experiment.table(), strict=True):
         assert row[2] == size["auroc"] and row[-1] == size["epoch_seconds"] > 0
     assert (

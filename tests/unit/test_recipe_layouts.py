@@ -20,9 +20,11 @@ from tests.services import ROOT, free_port
 
 
 def test_mura_reads_train_and_valid_elbows_from_the_folder_layout(tmp_path: Path) -> None:
-    for part, patient, study, outcome in [("train", "patient00011", "study1", "positive"),
-                                          ("train", "patient00011", "study2", "negative"),
-                                          ("valid", "patient11185", "study1", "negative")]:  # fmt: skip
+    for part, patient, study, outcome in [
+        ("train", "patient00011", "study1", "positive"),
+        ("train", "patient00011", "study2", "negative"),
+        ("valid", "patient11185", "study1", "negative"),
+    ]:
         folder = tmp_path / "MURA-v1.1" / part / "XR_ELBOW" / patient / f"{study}_{outcome}"
         folder.mkdir(parents=True)
         (folder / "image1.png").write_bytes(synthetic.png(bytes(64 * 64)))
@@ -32,11 +34,19 @@ def test_mura_reads_train_and_valid_elbows_from_the_folder_layout(tmp_path: Path
     folders = mura_elbow.elbow_folders(tmp_path / "MURA-v1.1")
     assert [f.parent.name for f in folders] == ["train", "valid"]
     assert mura_elbow.labels_rows(folders[0]) == [
-        {"path": "patient00011/study1_positive/image1.png", "patient_id": "patient00011",
-         "study_id": "study1", "abnormal": 1},
-        {"path": "patient00011/study2_negative/image1.png", "patient_id": "patient00011",
-         "study_id": "study2", "abnormal": 0},
-    ]  # fmt: skip
+        {
+            "path": "patient00011/study1_positive/image1.png",
+            "patient_id": "patient00011",
+            "study_id": "study1",
+            "abnormal": 1,
+        },
+        {
+            "path": "patient00011/study2_negative/image1.png",
+            "patient_id": "patient00011",
+            "study_id": "study2",
+            "abnormal": 0,
+        },
+    ]
     assert mura_elbow.elbow_folders(folders[1]) == [folders[1]]
     with pytest.raises(FileNotFoundError, match="XR_ELBOW"):
         mura_elbow.elbow_folders(tmp_path / "MURA-v1.1" / "train" / "XR_WRIST")
@@ -50,8 +60,9 @@ def test_vindr_marks_a_finding_any_reader_marked_and_keeps_images_on_disk(tmp_pa
         "bbb,R8,0,0,1\n"
         "ccc,R9,1,1,0\n"
     )
-    rows = vindr_data_volume.labels_rows(csv_path, ["Cardiomegaly", "Nodule/Mass"],
-                                         {"aaa": "aaa.png", "bbb": "bbb.png"})  # fmt: skip
+    rows = vindr_data_volume.labels_rows(
+        csv_path, ["Cardiomegaly", "Nodule/Mass"], {"aaa": "aaa.png", "bbb": "bbb.png"}
+    )
     assert rows == [
         {"path": "aaa.png", "patient_id": "aaa", "study_id": "aaa", "Cardiomegaly": 1, "Nodule/Mass": 1},
         {"path": "bbb.png", "patient_id": "bbb", "study_id": "bbb", "Cardiomegaly": 0, "Nodule/Mass": 0},
@@ -111,8 +122,14 @@ def test_tables_as_csv_and_markdown() -> None:
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDTUNE_")}
     env |= {"MEDTUNE_URL": f"http://127.0.0.1:{free_port()}", "MEDTUNE_API_KEY": "mt_" + "x" * 40}
-    return subprocess.run([sys.executable, "-m", "medtune.cli.main", "recipes", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "medtune.cli.main", "recipes", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_the_command_lists_recipes_and_refuses_bad_usage() -> None:
