@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.services import free_port, unavailable, wait_for
+from tests.services import free_port, stop_process, unavailable, wait_for
 
 PLUGIN_FOLDERS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc/plugins")
 AE_TITLE = "ORTHANC"
@@ -96,9 +96,4 @@ def running_orthanc(folder: Path, modalities: dict[str, list[Any]]) -> Iterator[
         wait_for(lambda: orthanc.rest("GET", "/system"), 60, 0.2, f"Orthanc ({orthanc.output()})")
         yield orthanc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)

@@ -73,6 +73,16 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.2, what: str = 
     raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """Terminate a server the test started; kill it if it has not exited within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 class WorkerProcess:
     """A real `celery worker` subprocess with the given MEDTUNE_* environment."""
 

@@ -18,7 +18,7 @@ from PIL import Image as PILImage
 
 from platform_core.artifacts import ModelManifest
 from platform_core.config import Settings
-from tests.services import ROOT, free_port, wait_for
+from tests.services import ROOT, free_port, stop_process, wait_for
 
 
 @dataclass
@@ -50,12 +50,7 @@ def wait_healthy(tier: Tier) -> None:
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+    stop_process(proc, timeout=20)
 
 
 def adapter_bytes(arch: str, size: int, seed: int) -> bytes:

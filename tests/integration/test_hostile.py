@@ -38,7 +38,7 @@ from tests.hostile_inputs import (
     png_header,
     rle_bomb,
 )
-from tests.services import ROOT, WorkerProcess, free_port, wait_for
+from tests.services import ROOT, WorkerProcess, free_port, stop_process, wait_for
 
 pytestmark = [pytest.mark.slow]
 
@@ -118,11 +118,7 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         with httpx.Client(base_url=base, headers=headers, timeout=300) as client:
             yield Platform(client, api.pid, worker, settings.db_url, project_id)
     finally:
-        api.terminate()
-        try:
-            api.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            api.kill()
+        stop_process(api)
         log.close()
         worker.stop()
 

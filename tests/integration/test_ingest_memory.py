@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from tests.fixtures_dicom import radiograph, to_bytes
-from tests.services import free_port, wait_for
+from tests.services import free_port, stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 60
@@ -73,11 +73,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, int, dict[str, str]]]:
         assert proc.poll() is None, (tmp_path / "api.log").read_text()
         yield base, proc.pid, {"Authorization": f"Bearer {raw}"}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
 
 
