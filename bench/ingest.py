@@ -132,25 +132,29 @@ def wait_http(url: str, timeout: float = 60) -> None:
     raise TimeoutError(f"{url} did not come up")
 
 
+def rates(run: dict[str, Any], files: int, total_mb: float) -> dict[str, float]:
+    """Throughput of one timed run (its `seconds` and `cpu_s`) over the corpus."""
+    return {
+        "files_per_s": round(files / run["seconds"], 1),
+        "mb_per_s": round(total_mb / run["seconds"], 1),
+        "seconds": round(run["seconds"], 2),
+        "cpu_ms_per_file": round(1000 * run["cpu_s"] / files, 2),
+    }
+
+
 def run_pipeline(corpus: Path, work: Path, batch: int) -> dict[str, Any]:
     import httpx
 
-    from platform_core.auth import service
     from platform_core.config import Settings
     from platform_core.db.migrate import upgrade
-    from platform_core.db.session import make_engine, make_sessionmaker
+    from tests.live import make_key
     from tests.services import free_port
 
     secret = "bench-" + secrets.token_hex(16)
     env = {**os.environ, "MEDTUNE_DATA_DIR": str(work), "MEDTUNE_DEID_SECRET": secret}
     settings = Settings(data_dir=work, deid_secret=env["MEDTUNE_DEID_SECRET"])
     upgrade(settings.db_url)
-    engine = make_engine(settings.db_url)
-    with make_sessionmaker(engine)() as s:
-        project = service.create_project(s, "bench")
-        _key, raw = service.create_key(s, project)
-        s.commit()
-    engine.dispose()
+    _project_id, raw = make_key(settings, "bench")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     logs = (work / "api.log").open("wb"), (work / "worker.log").open("wb")
@@ -234,10 +238,7 @@ def one_scale(n: int, size: int, batch: int, tmp: Path) -> dict[str, Any]:
         "files": files,
         "input_mb": round(total_mb, 1),
         "pipeline": {
-            "files_per_s": round(files / pipeline["seconds"], 1),
-            "mb_per_s": round(total_mb / pipeline["seconds"], 1),
-            "seconds": round(pipeline["seconds"], 2),
-            "cpu_ms_per_file": round(1000 * pipeline["cpu_s"] / files, 2),
+            **rates(pipeline, files, total_mb),
             "api_peak_rss_mb": round(pipeline["api_peak_rss_mb"], 1),
             "worker_peak_rss_mb": round(pipeline["worker_peak_rss_mb"], 1),
             "outcomes": pipeline["outcomes"],
@@ -245,10 +246,7 @@ def one_scale(n: int, size: int, batch: int, tmp: Path) -> dict[str, Any]:
             "rejected": pipeline["rejected"],
         },
         "dicognito_deid_only": {
-            "files_per_s": round(files / dicognito["seconds"], 1),
-            "mb_per_s": round(total_mb / dicognito["seconds"], 1),
-            "seconds": round(dicognito["seconds"], 2),
-            "cpu_ms_per_file": round(1000 * dicognito["cpu_s"] / files, 2),
+            **rates(dicognito, files, total_mb),
             "peak_rss_mb": round(dicognito["peak_rss_mb"], 1),
             "failures": dicognito["failures"],
         },

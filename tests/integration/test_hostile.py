@@ -38,6 +38,7 @@ from tests.hostile_inputs import (
     png_header,
     rle_bomb,
 )
+from tests.live import make_key
 from tests.services import ROOT, WorkerProcess, free_port, stop_process, wait_for
 
 pytestmark = [pytest.mark.slow]
@@ -78,23 +79,15 @@ class Platform:
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[Platform]:
-    from platform_core.auth import service
     from platform_core.config import Settings
     from platform_core.db.migrate import upgrade
-    from platform_core.db.session import make_engine, make_sessionmaker
 
     secret = "hostile-" + secrets.token_hex(16)
     env = {"MEDTUNE_DATA_DIR": str(tmp_path), "MEDTUNE_DEID_SECRET": secret,
            "MEDTUNE_MAX_INFLATED_BYTES": str(INFLATED_CAP)}  # fmt: skip
     settings = Settings(data_dir=tmp_path, deid_secret=secret)
     upgrade(settings.db_url)
-    engine = make_engine(settings.db_url)
-    with make_sessionmaker(engine)() as s:
-        project = service.create_project(s, "hostile")
-        _key, raw = service.create_key(s, project)
-        s.commit()
-        project_id = project.id
-    engine.dispose()
+    project_id, raw = make_key(settings, "hostile")
     worker = WorkerProcess(env, tmp_path / "worker.log", queues="ingest").start()
     port = free_port()
     log = (tmp_path / "api.log").open("wb")
