@@ -8,6 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +146,33 @@ def redis_worker_stack(
         broker_url=broker, result_backend=broker, deid_secret=env["MEDTUNE_DEID_SECRET"],
     )  # fmt: skip
     return env, settings
+
+
+@dataclass
+class IngestStack:
+    client: Any  # a fastapi TestClient of the API app
+    auth: dict[str, str]
+    state: Any  # the app's AppState: sessions and store, for what the API does not show
+    worker: WorkerProcess
+
+
+@contextmanager
+def api_with_ingest_worker(tmp_path: Path, pg_url: str, redis_url: str, prefix: str) -> Iterator[IngestStack]:
+    """The API app in this process and a real `ingest` worker process, on Redis and PostgreSQL."""
+    from fastapi.testclient import TestClient
+
+    from api.app import build_state, create_app
+
+    env, settings = redis_worker_stack(tmp_path, pg_url, redis_url, prefix)
+    state = build_state(settings)
+    auth = bearer(state, prefix)
+    worker = WorkerProcess(env, tmp_path / "worker.log", queues="ingest").start()
+    try:
+        with TestClient(create_app(state=state)) as client:
+            yield IngestStack(client, auth, state, worker)
+    finally:
+        worker.stop()
+        state.engine.dispose()
 
 
 def bearer(state: Any, prefix: str) -> dict[str, str]:

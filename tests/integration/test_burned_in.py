@@ -14,7 +14,7 @@ from platform_core.datasets.ingest import process_images
 from platform_core.datasets.models import Image as ImageRow
 from platform_core.db.models import Base
 from tests.fixtures_dicom import radiograph, to_bytes
-from tests.services import WorkerProcess, bearer, redis_worker_stack, wait_for
+from tests.services import api_with_ingest_worker, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -88,30 +88,23 @@ def test_hashes_wait_on_the_row_without_a_value_and_go_once_screened(
     assert len(list(app_state.store.list(f"datasets/{ds_id}/dicom/"))) == 1  # the rejected file is gone
 
 
-def test_a_real_worker_rejects_burned_in_phi_and_accepts_a_marker(tmp_path: Path, pg_url: str,
-                                                                  redis_url: str) -> None:  # fmt: skip
-    from fastapi.testclient import TestClient
+def test_a_real_worker_rejects_burned_in_phi_and_accepts_a_marker(
+    tmp_path: Path, pg_url: str, redis_url: str
+) -> None:
+    with api_with_ingest_worker(tmp_path, pg_url, redis_url, "ocr") as stack:
+        client, auth, state, worker = stack.client, stack.auth, stack.state, stack.worker
+        screened, unscreened = create(client, auth), create(client, auth, burned_in_text="off")
+        bad, good = upload(client, auth, screened, identified(11), marked(12))
+        upload(client, auth, unscreened, identified(13))
 
-    from api.app import build_state, create_app
+        def counts(ds_id: str) -> Any:
+            got = client.get(f"/v1/datasets/{ds_id}", headers=auth).json()
+            return got["counts"] if got["status"] == "ready" else None
 
-    env, settings = redis_worker_stack(tmp_path, pg_url, redis_url, "ocr")
-    state = build_state(settings)
-    auth = bearer(state, "ocr")
-    worker = WorkerProcess(env, tmp_path / "worker.log", queues="ingest").start()
-    try:
-        with TestClient(create_app(state=state)) as client:
-            screened, unscreened = create(client, auth), create(client, auth, burned_in_text="off")
-            bad, good = upload(client, auth, screened, identified(11), marked(12))
-            upload(client, auth, unscreened, identified(13))
-
-            def counts(ds_id: str) -> Any:
-                got = client.get(f"/v1/datasets/{ds_id}", headers=auth).json()
-                return got["counts"] if got["status"] == "ready" else None
-
-            first = wait_for(lambda: counts(screened), 120, interval=0.5, what="the screen in the worker")
-            assert (first["accepted"], first["rejected"]) == (1, {"burned_in_phi": 1}), worker.output()[-999:]
-            second = wait_for(lambda: counts(unscreened), 60, interval=0.5, what="the unscreened dataset")
-            assert (second["accepted"], second["rejected"]) == (1, {}), worker.output()[-999:]
+        first = wait_for(lambda: counts(screened), 120, interval=0.5, what="the screen in the worker")
+        assert (first["accepted"], first["rejected"]) == (1, {"burned_in_phi": 1}), worker.output()[-999:]
+        second = wait_for(lambda: counts(unscreened), 60, interval=0.5, what="the unscreened dataset")
+        assert (second["accepted"], second["rejected"]) == (1, {}), worker.output()[-999:]
         with state.sessions() as s:
             rows = {r.id: r for r in s.scalars(select(ImageRow).where(ImageRow.id.in_([bad, good])))}
             assert (rows[bad].reason, rows[good].status) == ("burned_in_phi", "accepted")
@@ -123,6 +116,3 @@ def test_a_real_worker_rejects_burned_in_phi_and_accepts_a_marker(tmp_path: Path
         for value in VALUES:
             assert value not in log and value not in dumped
         assert len(list(state.store.list(f"datasets/{screened}/dicom/"))) == 1
-    finally:
-        worker.stop()
-        state.engine.dispose()
