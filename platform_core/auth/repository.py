@@ -14,6 +14,11 @@ def get_project(session: Session, project_id: str) -> Project | None:
     return session.get(Project, project_id)
 
 
+def lock_project(session: Session, project_id: str) -> None:
+    """Row-lock the project: the jobs scheduler counts its running jobs under it."""
+    session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
+
+
 def project_by_name(session: Session, name: str) -> Project | None:
     return session.scalar(select(Project).where(Project.name == name))
 

@@ -25,6 +25,23 @@ def get_dataset(session: Session, project_id: str, dataset_id: str) -> Dataset |
     )
 
 
+def find_dataset(session: Session, dataset_id: str) -> Dataset | None:
+    """The dataset by id alone, deleted or not: a job trained on it still reads its pixel settings."""
+    return session.get(Dataset, dataset_id)
+
+
+def dataset_by_ae(session: Session, ae_title: str) -> Dataset | None:
+    """The live dataset whose DICOM listener answers to this called AE title."""
+    return session.scalar(
+        select(Dataset).where(Dataset.dicom_ae_title == ae_title.strip(), Dataset.deleted_at.is_(None))
+    )
+
+
+def ae_title_used(session: Session, ae_title: str) -> bool:
+    """Whether any dataset, deleted or not, answers to this called AE title."""
+    return bool(session.scalar(select(func.count()).where(Dataset.dicom_ae_title == ae_title)))
+
+
 def list_datasets(session: Session, project_id: str, limit: int, after: str | None) -> Sequence[Dataset]:
     q = select(Dataset).where(Dataset.project_id == project_id, Dataset.deleted_at.is_(None))
     if after:
@@ -117,6 +134,58 @@ def cache_keys(session: Session, image_ids: Sequence[str]) -> dict[str, str | No
         ):
             keys[image_id] = cache_key
     return keys
+
+
+def image_attributes(session: Session, image_ids: Sequence[str]) -> dict[str, Any]:
+    """Per image id, its row of subgroup attributes (view position, modality, its study's sex and age,
+    where its DICOM is and the keys its labels are matched by), read in chunks of 1000 ids."""
+    rows: dict[str, Any] = {}
+    ids = list(image_ids)
+    for i in range(0, len(ids), 1000):
+        q = (
+            select(
+                Image.id,
+                Image.view_position,
+                Image.modality,
+                Study.sex,
+                Study.age_years,
+                Image.dataset_id,
+                Image.source,
+                Image.dicom_key,
+                Study.study_key_hmac,
+                Study.accession_hmac,
+            )
+            .outerjoin(Study, Study.id == Image.study_id)
+            .where(Image.id.in_(ids[i : i + 1000]))
+        )
+        rows.update({r[0]: r for r in session.execute(q)})
+    return rows
+
+
+def labelled_accepted(session: Session, dataset_id: str) -> Any:
+    """Accepted images whose study has a label row, with the study's pseudonyms, the image's pixel hash,
+    the label row and whether it matched by accession number; ordered by image, then label row."""
+    stmt = (
+        select(
+            Image.id,
+            Study.study_pseudonym,
+            Study.patient_pseudonym,
+            Image.pixel_sha256,
+            StudyLabel.labels,
+            StudyLabel.split,
+            # A label keyed by AccessionNumber wins over one keyed by StudyInstanceUID.
+            (StudyLabel.key_hmac == Study.accession_hmac).label("by_accession"),
+        )
+        .join(Study, Study.id == Image.study_id)
+        .join(
+            StudyLabel,
+            (StudyLabel.dataset_id == Study.dataset_id)
+            & or_(StudyLabel.key_hmac == Study.study_key_hmac, StudyLabel.key_hmac == Study.accession_hmac),
+        )
+        .where(Image.dataset_id == dataset_id, Image.status == "accepted")
+        .order_by(Image.id, StudyLabel.id)
+    )
+    return session.execute(stmt)
 
 
 def get_image(session: Session, dataset_id: str, image_id: str) -> Image | None:

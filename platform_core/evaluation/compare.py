@@ -35,9 +35,9 @@ class StoredPredictions:
 def stored_predictions(session: Session, store: ObjectStore, version: ModelVersion) -> StoredPredictions:
     """The version's stored test predictions: its own (a version of another epoch than the job's best,
     evaluated by platform_core.registry.evaluate), else those of its job's best epoch, tested in training."""
-    from platform_core.jobs.models import Job
+    from platform_core.jobs import repository as jobs
 
-    job = session.get(Job, version.job_id) if version.job_id else None
+    job = jobs.find_job(session, version.job_id) if version.job_id else None
     result = dict(job.result or {}) if job else {}
     key = (result.get("artifacts") or {}).get(PREDICTIONS)
     if store.exists(f"{version.prefix}/{PREDICTIONS}"):

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from platform_core.storage import ObjectStore
@@ -35,20 +34,10 @@ def attributes(
     band from its study (stored only when the dataset retains patient characteristics); with the object
     store, also manufacturer and model from the de-identified DICOM's header, and the `group:<name>`
     columns of the dataset's labels CSVs."""
-    from platform_core.datasets.models import Image, Study
+    from platform_core.datasets import repository as datasets
 
-    rows: dict[str, Any] = {}
+    rows = datasets.image_attributes(session, image_ids)
     ids = list(image_ids)
-    for i in range(0, len(ids), 1000):
-        q = (
-            select(
-                Image.id, Image.view_position, Image.modality, Study.sex, Study.age_years, Image.dataset_id,
-                Image.source, Image.dicom_key, Study.study_key_hmac, Study.accession_hmac,
-            )
-            .outerjoin(Study, Study.id == Image.study_id)
-            .where(Image.id.in_(ids[i : i + 1000]))
-        )  # fmt: skip
-        rows.update({r[0]: r for r in session.execute(q)})
     got = [rows.get(i) for i in ids]
     out = {
         "sex": [str((r and r.sex) or UNKNOWN) for r in got],

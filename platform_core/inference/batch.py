@@ -11,14 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from platform_core.config import Settings
-from platform_core.datasets.models import Image
+from platform_core.datasets import repository as datasets
 from platform_core.db.session import unit_of_work
-from platform_core.registry.models import BatchPrediction, ModelVersion
-from platform_core.splits.models import DatasetVersionImage, Split, SplitAssignment
+from platform_core.registry import repository as registry
+from platform_core.splits import repository as splits
+from platform_core.splits.models import Split
 from platform_core.storage import ObjectStore
 
 Row = tuple[str, str, dict[str, Any]]  # image id, pixel cache key, labels
@@ -26,18 +26,9 @@ Row = tuple[str, str, dict[str, Any]]  # image id, pixel cache key, labels
 
 def split_rows(session: Session, split: Split, part: str) -> list[Row]:
     """The images of one part of a split that have a pixel cache, in a stable order, with their labels."""
-    q = (
-        select(SplitAssignment.image_id, Image.cache_key, DatasetVersionImage.labels)
-        .join(Image, Image.id == SplitAssignment.image_id)
-        .join(
-            DatasetVersionImage,
-            (DatasetVersionImage.image_id == SplitAssignment.image_id)
-            & (DatasetVersionImage.version_id == split.dataset_version_id),
-        )
-        .where(SplitAssignment.split_id == split.id, SplitAssignment.split == part)
-        .order_by(SplitAssignment.image_id)
-    )
-    return [(i, k, dict(lab or {})) for i, k, lab in session.execute(q).tuples() if k]
+    members = splits.part_labels(session, split, part)
+    keys = datasets.cache_keys(session, [image_id for image_id, _ in members])
+    return [(i, k, labels) for i, labels in members if (k := keys.get(i))]
 
 
 def labelled(rows: list[Row], labels: list[str]) -> list[int]:
@@ -47,7 +38,7 @@ def labelled(rows: list[Row], labels: list[str]) -> list[int]:
 
 def fail(session: Session, batch_id: str, error: str) -> None:
     """End an unfinished batch prediction as failed, with why."""
-    batch = session.get(BatchPrediction, batch_id)
+    batch = registry.find_batch(session, batch_id)
     if batch is None or batch.status in ("succeeded", "failed"):
         return
     batch.status, batch.error = "failed", error[:2000]
@@ -61,15 +52,15 @@ def run(sessions: sessionmaker[Session], store: ObjectStore, settings: Settings,
     from platform_core.training import metrics as M
 
     with unit_of_work(sessions) as s:
-        batch = s.get(BatchPrediction, batch_id)
+        batch = registry.find_batch(s, batch_id)
         if batch is None or batch.status in ("succeeded", "failed"):
             return batch.status if batch else "missing"
         batch.status = "running"
     with sessions() as s:
-        batch = s.get(BatchPrediction, batch_id)
+        batch = registry.find_batch(s, batch_id)
         assert batch is not None
-        version = s.get(ModelVersion, batch.version_id)
-        split = s.get(Split, batch.split_id)
+        version = registry.get_version(s, batch.version_id)
+        split = splits.find_split(s, batch.split_id)
         assert version is not None and split is not None
         manifest = version.model_manifest
         rows = split_rows(s, split, batch.split)
@@ -96,7 +87,7 @@ def run(sessions: sessionmaker[Session], store: ObjectStore, settings: Settings,
         thresholds = [manifest.adapter.threshold(n) for n in labels]
         metrics = {"n": len(known), **M.compute(y, prob, labels, thresholds)}
     with unit_of_work(sessions) as s:
-        done = s.get(BatchPrediction, batch_id)
+        done = registry.find_batch(s, batch_id)
         assert done is not None
         done.status, done.output_key, done.count, done.metrics = "succeeded", key, len(rows), metrics
         done.finished_at = datetime.now(UTC)

@@ -33,10 +33,10 @@ def base_of(session: Session, job: Job, entry: catalog.BackboneEntry) -> BaseWei
 
 
 def preprocessing_of(session: Session, job: Job, entry: catalog.BackboneEntry) -> Preprocessing:
-    from platform_core.datasets.models import Dataset
+    from platform_core.datasets import repository as datasets
     from platform_core.datasets.schemas import DatasetOptions
 
-    dataset = session.get(Dataset, job.dataset_id)
+    dataset = datasets.find_dataset(session, job.dataset_id)
     opts = DatasetOptions.model_validate(dataset.options if dataset else {})
     return Preprocessing(
         cache_size=opts.cache_size,

@@ -8,7 +8,6 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from platform_core.auth.models import Project
 from platform_core.errors import NotFound
 from platform_core.jobs.models import BaseModelWeights, Job, JobCheckpoint, JobEvent, JobGroup
 
@@ -23,6 +22,11 @@ def get_job(session: Session, job_id: str, project_id: str | None = None, lock: 
     if job is None:
         raise NotFound(f"no fine-tuning job {job_id}")
     return job
+
+
+def find_job(session: Session, job_id: str) -> Job | None:
+    """The job by id alone, or None: another domain's record (a model version) names it."""
+    return session.get(Job, job_id)
 
 
 def list_jobs(
@@ -113,10 +117,6 @@ def stale_running(session: Session, before: datetime) -> Sequence[Job]:
         .with_for_update(skip_locked=True)
     )
     return session.scalars(q).all()
-
-
-def lock_project(session: Session, project_id: str) -> None:
-    session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
 
 
 def running_count(session: Session, project_id: str, but: str | None = None) -> int:

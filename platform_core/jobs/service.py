@@ -14,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from platform_core import tasks
+from platform_core.auth import repository as projects
 from platform_core.db import outbox
 from platform_core.errors import Conflict, Invalid, NotFound
 from platform_core.ids import new_id
@@ -184,7 +185,7 @@ def slot_free(session: Session, job: Job, limit: int) -> bool:
     that two workers starting jobs of one project at once count one after the other."""
     if limit <= 0:
         return True
-    repo.lock_project(session, job.project_id)
+    projects.lock_project(session, job.project_id)
     return repo.running_count(session, job.project_id, but=job.id) < limit
 
 

@@ -60,7 +60,6 @@ def training_rows(session: Session, job: Job) -> tuple[Any, list[str]]:
     from platform_core.erasure.marks import split_erased
     from platform_core.splits import checks, repository
     from platform_core.splits import service as splits
-    from platform_core.splits.models import DatasetVersion
 
     if job.split_id is None:
         request = job.split_request or {}
@@ -77,7 +76,7 @@ def training_rows(session: Session, job: Job) -> tuple[Any, list[str]]:
     if record.erased_members:
         raise split_erased(record.id, record.erased_members)
     verified = checks.verify(session, job.split_id, job.project_id)
-    version = session.get(DatasetVersion, verified.record.dataset_version_id)
+    version = repository.find_version(session, verified.record.dataset_version_id)
     assert version is not None
     job.dataset_version_id = version.id
     return verified, [str(n) for n in version.label_names]

@@ -17,8 +17,8 @@ from datetime import timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from platform_core.config import Settings
+from platform_core.datasets import repository as datasets
 from platform_core.datasets.ingest import Ingestor
-from platform_core.datasets.models import Dataset
 from platform_core.datasets.parts import Part
 from platform_core.db import outbox
 from platform_core.db.base import utcnow
@@ -107,7 +107,7 @@ def _dicomweb_study(run: ImportRun, node: PacsNode, key_type: str, hmac_key: str
             _not_found(run, hmac_key)
             return
         with run.sessions() as session:
-            dataset = session.get(Dataset, _dataset_id(session, run.import_id))
+            dataset = datasets.find_dataset(session, _dataset_id(session, run.import_id))
             assert dataset is not None
             commit = committer(session, run.dispatch)
             tally = Tally()

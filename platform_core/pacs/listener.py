@@ -24,6 +24,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from sqlalchemy.orm import Session, sessionmaker
 
 from platform_core.config import Settings
+from platform_core.datasets import repository as datasets
 from platform_core.datasets.ingest import Ingestor, Outcome
 from platform_core.datasets.models import Dataset
 from platform_core.db import outbox
@@ -141,7 +142,7 @@ class Listener:
             return True
         with self.sessions() as session:
             return (
-                repository.dataset_by_ae(session, called) is not None
+                datasets.dataset_by_ae(session, called) is not None
                 or inference.target_by_ae(session, called) is not None
             )
 
@@ -151,7 +152,7 @@ class Listener:
         state = AssocState(session, committer(session, self.dispatch), rq.calling_ae_title.strip(),
                          rq.called_ae_title.strip())  # fmt: skip
         if state.called_ae != self.settings.dicom_ae_title:
-            dataset = repository.dataset_by_ae(session, state.called_ae)
+            dataset = datasets.dataset_by_ae(session, state.called_ae)
             state.target = None if dataset is not None else inference.target_by_ae(session, state.called_ae)
             if dataset is not None:
                 state.association_id = new_id("as")
@@ -236,7 +237,7 @@ class Listener:
         found = repository.moving_import(state.session, int(message_id))
         if found is None:
             return None
-        dataset = state.session.get(Dataset, found.dataset_id)
+        dataset = datasets.find_dataset(state.session, found.dataset_id)
         return (dataset, found.id, found.key_type) if dataset is not None else None
 
     def _ingestor(self, state: AssocState, dataset: Dataset) -> Ingestor:

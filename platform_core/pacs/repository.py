@@ -6,26 +6,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from platform_core.datasets.models import Dataset
+from platform_core.datasets import repository as datasets
 from platform_core.db.base import utcnow
 from platform_core.pacs.models import DicomAssociation, PacsImport, PacsImportStudy, PacsNode
-from platform_core.registry.models import ModelVersion
-
-
-def dataset_by_ae(session: Session, ae_title: str) -> Dataset | None:
-    return session.scalar(
-        select(Dataset).where(Dataset.dicom_ae_title == ae_title.strip(), Dataset.deleted_at.is_(None))
-    )
+from platform_core.registry import repository as registry
 
 
 def ae_taken(session: Session, ae_title: str) -> bool:
     """Whether a dataset or a model version already answers to this called AE title."""
-    datasets = session.scalar(select(func.count()).where(Dataset.dicom_ae_title == ae_title))
-    models = session.scalar(select(func.count()).where(ModelVersion.dicom_ae_title == ae_title))
-    return bool(datasets or models)
+    return datasets.ae_title_used(session, ae_title) or registry.ae_title_used(session, ae_title)
 
 
 def get_node(session: Session, project_id: str, node_id: str) -> PacsNode | None:

@@ -29,16 +29,16 @@ TEST_KEYS = ("macro", "per_label", "ci95", "n_test")
 def run(sessions: sessionmaker[Session], store: ObjectStore, settings: Settings, version_id: str) -> str:
     """Idempotent: a version that is not `evaluating` any more is left as it is."""
     from platform_core.inference.batch import split_rows
-    from platform_core.jobs.models import Job
-    from platform_core.splits.models import Split
+    from platform_core.jobs import repository as jobs
+    from platform_core.splits import repository as splits
 
     with sessions() as s:
         version = s.get(ModelVersion, version_id)
         if version is None or version.status != "evaluating":
             return version.status if version else "missing"
         manifest = version.model_manifest
-        job = s.get(Job, version.job_id)
-        split = s.get(Split, job.split_id) if job and job.split_id else None
+        job = jobs.find_job(s, version.job_id) if version.job_id else None
+        split = splits.find_split(s, job.split_id) if job else None
         seed = int(job.seed) if job else 0
         parts = {p: split_rows(s, split, p) for p in ("val", "test")} if split else {}
     try:

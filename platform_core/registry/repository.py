@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -113,6 +113,11 @@ def ready_by_ae_title(session: Session, ae_title: str) -> tuple[ModelVersion, st
 # --- aliases ----------------------------------------------------------------------------------
 
 
+def ae_title_used(session: Session, ae_title: str) -> bool:
+    """Whether any model version, ready or not, answers to this called AE title."""
+    return bool(session.scalar(select(func.count()).where(ModelVersion.dicom_ae_title == ae_title)))
+
+
 def aliases(session: Session, model: RegisteredModel) -> dict[str, str]:
     """alias -> version id."""
     q = select(ModelAlias).where(ModelAlias.model_id == model.id)
@@ -153,3 +158,8 @@ def get_batch(session: Session, project_id: str, batch_id: str) -> BatchPredicti
     if batch is None or batch.project_id != project_id:
         raise NotFound(f"no batch prediction {batch_id}")
     return batch
+
+
+def find_batch(session: Session, batch_id: str) -> BatchPrediction | None:
+    """The batch prediction by id alone, for the worker that runs it."""
+    return session.get(BatchPrediction, batch_id)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from platform_core.datasets.models import Image, Study, StudyLabel
+from platform_core.datasets import repository as datasets
 from platform_core.errors import NotFound
 from platform_core.splits.algorithm import ImageRow
 from platform_core.splits.models import DatasetVersion, DatasetVersionImage, Split, SplitAssignment
@@ -30,29 +30,10 @@ def label_value(value: Any) -> int | None:
 
 def live_rows(session: Session, dataset_id: str, label_names: Sequence[str]) -> list[ImageRow]:
     """The dataset as it is now: accepted images whose study has a label row, sorted by image id."""
-    stmt = (
-        select(
-            Image.id,
-            Study.study_pseudonym,
-            Study.patient_pseudonym,
-            Image.pixel_sha256,
-            StudyLabel.labels,
-            StudyLabel.split,
-            # A label keyed by AccessionNumber wins over one keyed by StudyInstanceUID.
-            (StudyLabel.key_hmac == Study.accession_hmac).label("by_accession"),
-        )
-        .join(Study, Study.id == Image.study_id)
-        .join(
-            StudyLabel,
-            (StudyLabel.dataset_id == Study.dataset_id)
-            & or_(StudyLabel.key_hmac == Study.study_key_hmac, StudyLabel.key_hmac == Study.accession_hmac),
-        )
-        .where(Image.dataset_id == dataset_id, Image.status == "accepted")
-        .order_by(Image.id, StudyLabel.id)
-    )
     rows: dict[str, ImageRow] = {}
     preferred: dict[str, bool] = {}
-    for image_id, study, patient, pixels, labels, split, by_accession in session.execute(stmt):
+    found = datasets.labelled_accepted(session, dataset_id)
+    for image_id, study, patient, pixels, labels, split, by_accession in found:
         if image_id in rows and (preferred[image_id] or not by_accession):
             continue
         values = dict(labels or {})
@@ -168,6 +149,25 @@ def get_split(
     if split is None:
         raise NotFound(f"no split {split_id}" + (f" in dataset {dataset_id}" if dataset_id else ""))
     return split
+
+
+def find_version(session: Session, version_id: str) -> DatasetVersion | None:
+    return session.get(DatasetVersion, version_id)
+
+
+def part_labels(session: Session, split: Split, part: str) -> list[tuple[str, dict[str, Any]]]:
+    """The images of one part of a split with their labels in its dataset version, by image id."""
+    q = (
+        select(SplitAssignment.image_id, DatasetVersionImage.labels)
+        .join(
+            DatasetVersionImage,
+            (DatasetVersionImage.image_id == SplitAssignment.image_id)
+            & (DatasetVersionImage.version_id == split.dataset_version_id),
+        )
+        .where(SplitAssignment.split_id == split.id, SplitAssignment.split == part)
+        .order_by(SplitAssignment.image_id)
+    )
+    return [(image_id, dict(labels or {})) for image_id, labels in session.execute(q).tuples()]
 
 
 def find_split(session: Session, split_id: str | None) -> Split | None:
