@@ -1,5 +1,5 @@
 """The inference tier's HTTP app: the serving engine (platform_core.inference.serving: shared bases, the
-adapter LRU, the micro-batcher, Grad-CAM) behind two routes, on the GPU where there is one.
+adapter LRU, the micro-batcher, Grad-CAM) behind HTTP, on the GPU where there is one.
 
 Run by `medtune serve --host 0.0.0.0 --port 8000` (one process per GPU: the engine and its adapters
 live in the process). Settings come from MEDTUNE_* as for every process: the object store
