@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from platform_core.auth.models import ApiKey, AuditEvent, Project
+from platform_core.ids import new_id
 
 
 def get_project(session: Session, project_id: str) -> Project | None:
@@ -45,3 +47,19 @@ def list_audit(session: Session, project_id: str, limit: int, after: str | None)
     if after:
         q = q.where(AuditEvent.id < after)
     return session.scalars(q.order_by(AuditEvent.id.desc()).limit(limit)).all()
+
+
+def add_audit_event(
+    session: Session, project_id: str, action: str, resource_type: str, resource_id: str | None, **fields: Any
+) -> None:
+    """fields: key_id, request_id, details (counts and pseudonyms only, never a value from a request)."""
+    session.add(
+        AuditEvent(
+            id=new_id("aud"),
+            project_id=project_id,
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            **fields,
+        )
+    )

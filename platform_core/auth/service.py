@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from platform_core.auth import repository
-from platform_core.auth.models import ApiKey, AuditEvent, Project
+from platform_core.auth.models import ApiKey, Project
 from platform_core.auth.scopes import ALL_SCOPES, parse_scopes
 from platform_core.db.base import utcnow
 from platform_core.errors import Conflict, Forbidden, NotFound, Unauthenticated
@@ -101,17 +101,15 @@ def record_audit(
     details: dict[str, Any] | None = None,
 ) -> None:
     """details: counts and pseudonyms only, never a value from a request."""
-    session.add(
-        AuditEvent(
-            id=new_id("aud"),
-            project_id=principal.project_id,
-            key_id=principal.key_id,
-            action=action,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            request_id=request_id,
-            details=details,
-        )
+    repository.add_audit_event(
+        session,
+        principal.project_id,
+        action,
+        resource_type,
+        resource_id,
+        key_id=principal.key_id,
+        request_id=request_id,
+        details=details,
     )
 
 

@@ -25,11 +25,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from platform_core.artifacts import ModelManifest
-from platform_core.auth.models import AuditEvent
+from platform_core.auth import repository as audit
 from platform_core.config import Settings
 from platform_core.dicom.deid import key_hmac
 from platform_core.dicom.read import Caps, Rejected, parse
-from platform_core.ids import new_id
 from platform_core.pacs import sr
 from platform_core.pacs.models import PacsNode
 from platform_core.registry import repository as registry
@@ -123,9 +122,8 @@ def deliver(
         if a.sr is not None:
             objects = [a.sr] if a.heatmap is None else [a.sr, a.heatmap]
             outcome = "sent" if node is not None and send(settings, node, objects) else "not_sent"
-        session.add(AuditEvent(
-            id=new_id("aud"), project_id=target.project_id, key_id=None, action="pacs.inference",
-            resource_type="model_version", resource_id=target.version_id,
-            details={"study_key_hmac": a.study_key_hmac, "model": target.model, "outcome": outcome},
-        ))  # fmt: skip
+        details = {"study_key_hmac": a.study_key_hmac, "model": target.model, "outcome": outcome}
+        audit.add_audit_event(
+            session, target.project_id, "pacs.inference", "model_version", target.version_id, details=details
+        )
     session.flush()
