@@ -90,6 +90,13 @@ def table(title: str, columns: list[str], rows: Iterable[list[Any]]) -> None:
     out.print(t)
 
 
+def show_one(as_json: bool, fetch: Callable[[Client], T], show: Callable[[T], None]) -> None:
+    """Fetch one resource with a fresh client and print it: one JSON document, or `show`'s rendering."""
+    with client() as c:
+        value = fetch(c)
+    emit_json(value) if as_json else show(value)
+
+
 def listing(
     rows: Iterable[T], as_json: bool, title: str, columns: list[str], row: Callable[[T], list[Any]]
 ) -> None:
@@ -230,12 +237,7 @@ def datasets_list(
 @handled
 def datasets_show(dataset_id: str, as_json: JsonOpt = False) -> None:
     """A dataset's status and the ingest report: counts, rejections by reason, labels."""
-    with client() as c:
-        ds = c.datasets.get(dataset_id)
-    if as_json:
-        emit_json(ds)
-    else:
-        show_dataset(ds)
+    show_one(as_json, lambda c: c.datasets.get(dataset_id), show_dataset)
 
 
 @datasets_app.command("upload")
@@ -318,9 +320,7 @@ def datasets_wait(
     dataset_id: str, timeout: Annotated[float, typer.Option()] = 1800, as_json: JsonOpt = False
 ) -> None:
     """Wait until ingestion is over, then show the report."""
-    with client() as c:
-        ds = c.datasets.wait(dataset_id, timeout=timeout)
-    emit_json(ds) if as_json else show_dataset(ds)
+    show_one(as_json, lambda c: c.datasets.wait(dataset_id, timeout=timeout), show_dataset)
 
 
 @labels_app.command("upload")
@@ -369,9 +369,11 @@ def splits_create(
     fractions = None
     if any(v is not None for v in (train, val, test)):
         fractions = {"train": train or 0.7, "val": val or 0.15, "test": test or 0.15}
-    with client() as c:
-        split = c.splits.create(dataset_id, seed=seed, fractions=fractions, column=column)
-    emit_json(split) if as_json else show_split(split)
+    show_one(
+        as_json,
+        lambda c: c.splits.create(dataset_id, seed=seed, fractions=fractions, column=column),
+        show_split,
+    )
 
 
 @splits_app.command("show")
@@ -484,9 +486,7 @@ def jobs_watch(
 @handled
 def jobs_show(job_id: str, as_json: JsonOpt = False) -> None:
     """A job's status, progress, best epoch and result."""
-    with client() as c:
-        job = c.jobs.get(job_id)
-    emit_json(job) if as_json else show_job(job)
+    show_one(as_json, lambda c: c.jobs.get(job_id), show_job)
 
 
 @jobs_app.command("list")
@@ -514,18 +514,14 @@ def jobs_list(limit: Annotated[int, typer.Option()] = 50, as_json: JsonOpt = Fal
 @handled
 def jobs_cancel(job_id: str, as_json: JsonOpt = False) -> None:
     """Cancel a job (it stops within one step and keeps its checkpoints)."""
-    with client() as c:
-        job = c.jobs.cancel(job_id)
-    emit_json(job) if as_json else show_job(job)
+    show_one(as_json, lambda c: c.jobs.cancel(job_id), show_job)
 
 
 @jobs_app.command("resume")
 @handled
 def jobs_resume(job_id: str, as_json: JsonOpt = False) -> None:
     """Resume a failed or cancelled job from its last checkpoint."""
-    with client() as c:
-        job = c.jobs.resume(job_id)
-    emit_json(job) if as_json else show_job(job)
+    show_one(as_json, lambda c: c.jobs.resume(job_id), show_job)
 
 
 # --- models ---------------------------------------------------------------------------------

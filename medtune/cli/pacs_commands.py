@@ -17,6 +17,7 @@ from medtune.cli.client_commands import (
     handled,
     listing,
     out,
+    show_one,
     table,
 )
 from medtune.pacs_models import PacsImport, PacsNode
@@ -112,9 +113,7 @@ def nodes_list(limit: Annotated[int, typer.Option()] = 100, as_json: JsonOpt = F
 @handled
 def nodes_show(node_id: str, as_json: JsonOpt = False) -> None:
     """One PACS node (its secret is never shown)."""
-    with client() as c:
-        node = c.pacs_nodes.get(node_id)
-    emit_json(node) if as_json else show_node(node)
+    show_one(as_json, lambda c: c.pacs_nodes.get(node_id), show_node)
 
 
 @nodes_app.command("delete")
@@ -188,18 +187,14 @@ def imports_list(
 @handled
 def imports_show(dataset_id: str, import_id: str, as_json: JsonOpt = False) -> None:
     """An import's status, progress and per-study outcomes (studies named by HMAC)."""
-    with client() as c:
-        imp = c.imports.get(dataset_id, import_id)
-    emit_json(imp) if as_json else show_import(imp)
+    show_one(as_json, lambda c: c.imports.get(dataset_id, import_id), show_import)
 
 
 @imports_app.command("cancel")
 @handled
 def imports_cancel(dataset_id: str, import_id: str, as_json: JsonOpt = False) -> None:
     """Cancel an import (it stops before its next study; its sealed keys are deleted)."""
-    with client() as c:
-        imp = c.imports.cancel(dataset_id, import_id)
-    emit_json(imp) if as_json else show_import(imp)
+    show_one(as_json, lambda c: c.imports.cancel(dataset_id, import_id), show_import)
 
 
 def register(app: typer.Typer) -> None:
