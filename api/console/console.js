@@ -507,17 +507,7 @@ async function jobPage(id) {
       ["failed", "cancelled"].includes(job.status) ? el("button", { type: "button", id: "resume-job", onclick: act("resume") }, "Resume") : "");
     if (hadFocus) (actions.querySelector("button") || summary).focus();
     if (job.status === "succeeded" && job.result && !clinical.childElementCount) clinical.append(...clinicalEvaluation(job.result));
-    if (job.status === "succeeded" && !promote.childElementCount) {
-      const name = el("input", { id: "model-name", required: true, value: job.suffix || "" });
-      promote.append(el("h2", {}, "Promote to the registry"), el("form", { class: "row", onsubmit: async (e) => {
-        e.preventDefault();
-        try {
-          const v = await api("POST", "/v1/models", { json: { job_id: id, name: name.value, checkpoint: "best" } });
-          flashNext(`Registered ${v.ref}.`, true);
-          location.hash = `#/models/${encodeURIComponent(v.model)}`;
-        } catch (err) { flash(`Promotion refused: ${err.message}`); }
-      } }, el("label", {}, "Model name", name), el("button", { type: "submit" }, "Promote best checkpoint")));
-    }
+    if (job.status === "succeeded" && !promote.childElementCount) promote.append(...promoteForm(job));
   };
   render(`Job ${id}`, summary, actions, curves, clinical, promote, el("section", { class: "card" }, el("h2", {}, "Events"), log));
   // The event stream ends with the job; a resumed job is followed again from its first event.
@@ -624,7 +614,7 @@ async function modelPage(name) {
             await modelPage(name);
           } catch (err) { flash(`Archive refused: ${err.message}`); }
         } }, "Archive")) : ""]))),
-    el("section", { class: "card" }, el("h2", {}, "Aliases"), form));
+    versionSettings(versions), el("section", { class: "card" }, el("h2", {}, "Aliases"), form));
 }
 
 async function predictPage(params) {
@@ -643,8 +633,9 @@ async function predictPage(params) {
       const p = r.predictions[0];
       const heat = p.heatmap_png_base64;
       out.replaceChildren(el("h2", {}, `${r.model}:${r.version}`),
-        ...Object.entries(p.probabilities).map(([label, prob]) => el("div", { class: "prob", dataset: { label } },
-          el("span", {}, `${label}${p.predicted?.[label] ? " (positive)" : ""}`), el("div", { class: "bar", style: `width:${Math.round(prob * 100)}%` }), el("span", {}, fmt(prob)))),
+        ...Object.entries(p.probabilities).map(([label, prob]) => el("div", { class: "prob", dataset: { label, positive: String(Boolean(p.positive?.[label])) } },
+          el("span", {}, `${label} (${p.positive?.[label] ? "positive" : "negative"})`), el("div", { class: "bar", style: `width:${Math.round(prob * 100)}%` }), el("span", {}, fmt(prob)))),
+        predictionBasis(p),
         heat ? el("img", { class: "heatmap", alt: "Grad-CAM heatmap over the image", src: heat.startsWith("data:") ? heat : `data:image/png;base64,${heat}` }) : "");
     } catch (err) { out.replaceChildren(); flash(`Prediction refused: ${err.message}`); }
   };
