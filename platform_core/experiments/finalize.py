@@ -35,7 +35,7 @@ def result_key(experiment_id: str) -> str:
 def _status(result: dict[str, Any]) -> str:
     succeeded = [s["succeeded"] for s in result["sizes"]]
     if not any(succeeded):
-        return "failed"
+        return "cancelled" if all(r["status"] == "cancelled" for r in result["runs"]) else "failed"
     return (
         "succeeded" if all(r["status"] == "succeeded" for r in result["runs"]) else "completed_with_failures"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from platform_core.errors import NotFound
@@ -49,3 +49,14 @@ def jobs(session: Session, job_ids: Sequence[str]) -> dict[str, Job]:
     if not job_ids:
         return {}
     return {j.id: j for j in session.scalars(select(Job).where(Job.id.in_(list(job_ids))))}
+
+
+def stalled(session: Session, terminal: Sequence[str]) -> Sequence[str]:
+    """Running experiments none of whose runs' jobs is still going (their finalize was missed: a job
+    cancelled over the jobs API, a worker that died)."""
+    going = (
+        select(ExperimentRun.id)
+        .join(Job, Job.id == ExperimentRun.job_id)
+        .where(ExperimentRun.experiment_id == Experiment.id, Job.status.not_in(list(terminal)))
+    )
+    return session.scalars(select(Experiment.id).where(Experiment.status == "running", ~exists(going))).all()

@@ -3,7 +3,8 @@
 Per size, each test metric has `mean`, `sd`, `min` and `max` across the seeds that succeeded, and
 `ci95`: the mean across those seeds of each run's bootstrap 95% interval (the test-set sampling
 uncertainty of one model of that size; the spread across seeds is the training-set and seed part).
-Epoch seconds are per run the mean over its epochs of the whole epoch (training pass + the fixed
+Epoch seconds are per run the mean over its epochs (after the first, when it ran more than one: see
+_steady; `first_epoch_seconds` keeps the first) of the whole epoch (training pass + the fixed
 validation pass), of the training pass alone, and of the training pass's CPU seconds (the worker
 process, all threads). `fits.epoch_time` is the linear fit of the whole epoch's wall seconds (the white
 paper's figure); `fits.train_cpu_time` the same fit of the CPU seconds, which a machine shared with
@@ -37,6 +38,12 @@ def _mean(values: Sequence[Any]) -> float | None:
     return float(np.mean(kept)) if kept else None
 
 
+def _steady(per_epoch: Sequence[Any]) -> Sequence[Any]:
+    """The epochs after the first when there are more: the first also pays one-time costs (the allocator,
+    kernel choice, cold caches, a freshly forked worker) that do not grow with the training set."""
+    return per_epoch[1:] if len(per_epoch) > 1 else per_epoch
+
+
 def run_row(run: RunJob) -> dict[str, Any]:
     job, result = run.job, run.job.result or {}
     macro, ci = result.get("macro") or {}, (result.get("ci95") or {}).get("macro") or {}
@@ -44,9 +51,9 @@ def run_row(run: RunJob) -> dict[str, Any]:
     if job.status == "succeeded":
         row["metrics"] = {m: macro.get(m) for m in METRICS}
         row["ci95"] = {m: ci.get(m) for m in METRICS}
-        row["epoch_seconds"] = _mean(result.get("epoch_seconds") or [])
-        row["train_seconds"] = _mean(result.get("train_seconds") or [])
-        row["train_cpu_seconds"] = _mean(result.get("train_cpu_seconds") or [])
+        for key in ("epoch_seconds", "train_seconds", "train_cpu_seconds"):
+            row[key] = _mean(_steady(result.get(key) or []))
+        row["first_epoch_seconds"] = (result.get("epoch_seconds") or [None])[0]
         row["epochs"] = len(result.get("epoch_seconds") or [])
     return row
 

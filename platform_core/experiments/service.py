@@ -17,6 +17,7 @@ from platform_core.experiments.models import Experiment, ExperimentRun
 from platform_core.experiments.schemas import MAX_RUNS, ExperimentCreate
 from platform_core.ids import new_id
 from platform_core.jobs import service as jobs
+from platform_core.jobs.models import TERMINAL as JOB_TERMINAL
 from platform_core.jobs.models import Job
 from platform_core.jobs.schemas import JobCreate
 
@@ -117,3 +118,11 @@ def job_ended(session: Session, job_id: str) -> str | None:
         return None
     outbox.enqueue(session, FINALIZE_TASK, run.experiment_id)
     return run.experiment_id
+
+
+def finalize_stalled(session: Session) -> list[str]:
+    """The beat's backstop: send the finalize of each running experiment whose runs have all ended."""
+    found = list(repo.stalled(session, JOB_TERMINAL))
+    for experiment_id in found:
+        outbox.enqueue(session, FINALIZE_TASK, experiment_id)
+    return found

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 import medtune
 from medtune.experiment_models import Experiment
 from tests.live import Live, live_platform, sample_files
+from tests.services import wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -214,3 +215,52 @@ def test_bad_requests_are_refused_with_the_field(live: Live, split: tuple[str, s
         assert http.get("/v1/fine-tuning/experiments/ftexp_missing").status_code == 404
         page = http.get("/v1/fine-tuning/experiments", params={"limit": 1}).json()
         assert set(page) == {"data", "has_more", "first_id", "last_id"} and len(page["data"]) <= 1
+
+
+def _small(c: medtune.Client, dataset_id: str, split_id: str) -> Experiment:
+    return c.experiments.create(dataset_id=dataset_id, split_id=split_id, sizes=[8, 16],
+                                base_model="test_resnet", weights="random",
+                                hyperparameters=dict(HYPERPARAMETERS))  # fmt: skip
+
+
+def test_cancel_ends_every_run_and_the_result_keeps_what_finished(live: Live, split: tuple[str, str]) -> None:
+    dataset_id, split_id = split
+    with medtune.Client(live.url, live.key) as c:
+        made = _small(c, dataset_id, split_id)
+        cancelled = c.experiments.cancel(made)
+        assert cancelled.status == "cancelled"
+        with pytest.raises(medtune.errors.ConflictError):
+            c.experiments.cancel(made)
+        # Queued runs end at once; a running one at its next step; the last end sends the finalize.
+        done = wait_for(lambda: (e := c.experiments.get(made)).result is not None and e.finished_at and e,
+                        120, 0.5, "the cancelled experiment's result")  # fmt: skip
+        assert done.status == "cancelled" and {r.status for r in done.runs} <= {"cancelled", "succeeded"}
+        assert done.result["complete"] is True and [s["size"] for s in done.result["sizes"]] == [8, 16]
+
+
+def test_runs_cancelled_over_the_jobs_api_are_found_by_the_backstop(
+    live: Live, split: tuple[str, str]
+) -> None:
+    """Jobs cancelled one by one before they ran end without a task: the beat's backstop finds the
+    experiment, and its finalize says it was cancelled."""
+    from platform_core.db.session import make_engine, make_sessionmaker
+    from platform_core.experiments import finalize, repository
+    from platform_core.jobs.models import TERMINAL
+    from platform_core.storage import open_store
+
+    dataset_id, split_id = split
+    with medtune.Client(live.url, live.key) as c:
+        made = _small(c, dataset_id, split_id)
+        for run in made.runs:
+            c.jobs.cancel(run.job_id)
+        wait_for(lambda: all(c.jobs.get(r.job_id).done for r in made.runs), 60, 0.5, "the runs to end")
+    engine = make_engine(live.settings.db_url)
+    try:
+        with make_sessionmaker(engine)() as s:
+            assert made.id in repository.stalled(s, TERMINAL)
+            store = open_store(live.settings.object_store_url or "", live.settings)
+            assert finalize.finalize(s, store, made.id) == "cancelled"
+            s.commit()
+            assert made.id not in repository.stalled(s, TERMINAL)
+    finally:
+        engine.dispose()

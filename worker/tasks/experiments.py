@@ -1,5 +1,7 @@
 """Data-volume experiments on the ingest queue: recompute an experiment's result (fits, figures) when one
-of its runs ends; `job_ended` is what the fine-tuning tasks call as a job reaches its final status."""
+of its runs ends; `job_ended` is what the fine-tuning tasks call as a job reaches its final status, and
+`finalize_stalled` what the beat's requeue task calls for the ends no task saw (a job cancelled before it
+ran, a worker that died)."""
 
 from __future__ import annotations
 
@@ -29,3 +31,12 @@ def job_ended(job_id: str) -> None:
     ctx = context()
     with unit_of_work(ctx.sessions, dispatcher(celery_app)) as session:
         service.job_ended(session, job_id)
+
+
+def finalize_stalled() -> list[str]:
+    """Experiments whose runs all ended without their finalize being sent: sent now (the beat calls it)."""
+    from platform_core.experiments import service
+
+    ctx = context()
+    with unit_of_work(ctx.sessions, dispatcher(celery_app)) as session:
+        return service.finalize_stalled(session)

@@ -83,6 +83,7 @@ def _gave_up(key: str, job_id: str, stage: str) -> bool:
     with unit_of_work(ctx.sessions, _dispatch()) as session:
         status.fail_crashed(session, job_id, stage, died)
     ctx.end_delivery(key)
+    experiments.job_ended(job_id)
     _start_waiting()
     return True
 
@@ -104,6 +105,7 @@ def requeue_stale() -> list[str]:
 
     with unit_of_work(context().sessions, _dispatch()) as session:
         requeued = service.requeue_stale(session)
+    experiments.finalize_stalled()
     return requeued + _start_waiting()
 
 
