@@ -33,7 +33,7 @@ def list_base_models(
     after: str | None = None,
 ) -> Page[BaseModelOut]:
     """The catalog's entries, then the project's registered weights."""
-    return Page.of_list(base_models.base_models(session, principal.project_id), limit, after)
+    return base_models.list_base_models(session, principal.project_id, limit, after)
 
 
 @router.post("", status_code=201)

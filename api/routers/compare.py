@@ -27,5 +27,4 @@ def compare(
 ) -> ComparisonOut:
     """Version b against version a on their shared test split: per label, the AUROC difference (b - a)
     with DeLong's test (95% CI, p-value) and McNemar's exact test at each version's threshold."""
-    report = domain.compare(session, state.store, principal.project_id, name, a, b)
-    return ComparisonOut.model_validate(report)
+    return domain.compare(session, state.store, principal.project_id, name, a, b)

@@ -3,7 +3,6 @@ cancel, resume."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
@@ -51,13 +50,12 @@ def list_jobs(
     status: JobStatus | None = None,
 ) -> Page[JobOut]:
     """Newest first; `status` keeps the jobs in that state."""
-    jobs = views.list_jobs(session, principal.project_id, limit + 1, after, status)
-    return Page.build(jobs, limit, views.job_out)
+    return views.list_jobs(session, principal.project_id, limit, after, status)
 
 
 @router.get("/jobs/{job_id}")
 def get_job(job_id: str, session: SessionDep, principal: Reader) -> JobOut:
-    return views.job_out(views.get_job(session, principal.project_id, job_id))
+    return views.get_job(session, principal.project_id, job_id)
 
 
 @router.get("/jobs/{job_id}/events")
@@ -65,8 +63,7 @@ def list_events(
     job_id: str, session: SessionDep, principal: Reader, limit: Limit = 50, after: str | None = None
 ) -> Page[EventOut]:
     """Newest first; `after` pages towards older events."""
-    events = views.list_events(session, principal.project_id, job_id, limit + 1, after)
-    return Page.build(events, limit)
+    return views.events_page(session, principal.project_id, job_id, limit, after)
 
 
 @router.get(
@@ -92,20 +89,9 @@ async def stream_events(
     return event_stream(state, shared, principal.key_id, slot, poll, pacing)
 
 
-@dataclass(frozen=True)
-class JobHead:
-    terminal: bool
-    status: str
-    newest_event_id: str | None
-
-
-def _job_head(state: AppState, project_id: str, job_id: str) -> JobHead:
+def _job_head(state: AppState, project_id: str, job_id: str) -> views.JobHead:
     with state.sessions_for("GET")() as s:
-        # The status first: events written before a job ended are then visible to the second read.
-        job = views.get_job(s, project_id, job_id)
-        terminal, status = job.is_terminal, job.status
-        newest = views.list_events(s, project_id, job_id, 1, None)
-    return JobHead(terminal, status, newest[0].id if newest else None)
+        return views.head(s, project_id, job_id)
 
 
 class JobEventsPoll:

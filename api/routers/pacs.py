@@ -175,7 +175,7 @@ def bind_inference_ae(
         session, principal.project_id, name, number, body.ae_title, state.settings.dicom_ae_title
     )
     audit("model_version.dicom_ae_title", "model_version", version.id)
-    return InferenceAeOut(model=name, version=number, dicom_ae_title=version.dicom_ae_title)
+    return views.inference_ae_out(name, number, version.dicom_ae_title)
 
 
 def _import(session: Any, principal: Principal, dataset_id: str, import_id: str) -> Any:

@@ -10,7 +10,7 @@ from api.deps import AuditDep, JsonOnly, SessionDep, require
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
 from platform_core.pagination import Page
-from platform_core.splits import manifest, service
+from platform_core.splits import manifest, service, views
 from platform_core.splits.schemas import SplitCreate, SplitOut, VersionOut
 
 router = APIRouter(prefix="/datasets/{dataset_id}", tags=["splits"], dependencies=[JsonOnly])
@@ -38,35 +38,25 @@ def create_split(
         dataset_version_id=body.dataset_version,
     )
     audit("split.create", "split", split.id)
-    return SplitOut.of(split)
+    return views.split_out(split)
 
 
 @router.get("/splits")
 def list_splits(
     dataset_id: str, session: SessionDep, principal: Reader, limit: Limit = 50, after: str | None = None
 ) -> Page[SplitOut]:
-    splits = service.list_splits(session, principal.project_id, dataset_id, limit + 1, after)
-    return Page.build(splits, limit, SplitOut.of)
+    return views.list_splits(session, principal.project_id, dataset_id, limit, after)
 
 
 @router.get("/splits/{split_id}")
 def get_split(dataset_id: str, split_id: str, session: SessionDep, principal: Reader) -> SplitOut:
-    return SplitOut.of(service.get_split(session, principal.project_id, dataset_id, split_id))
+    return views.get_split(session, principal.project_id, dataset_id, split_id)
 
 
 @router.get("/splits/{split_id}/manifest", response_class=Response)
 def get_manifest(dataset_id: str, split_id: str, session: SessionDep, principal: Reader) -> Response:
-    data, split = service.manifest_bytes(session, principal.project_id, dataset_id, split_id)
-    return Response(
-        content=data,
-        media_type=manifest.CONTENT_TYPE,
-        headers={
-            "ETag": f'"{split.sha256}"',
-            "X-Manifest-SHA256": split.sha256,
-            "X-Erased-Members": str(split.erased_members),  # > 0: served without them, sha256 as made
-            "Content-Disposition": f'attachment; filename="{split.id}.csv"',
-        },
-    )
+    data, headers = views.manifest_download(session, principal.project_id, dataset_id, split_id)
+    return Response(content=data, media_type=manifest.CONTENT_TYPE, headers=headers)
 
 
 @router.post("/versions", status_code=201)
@@ -74,17 +64,16 @@ def freeze_version(dataset_id: str, session: SessionDep, principal: Writer, audi
     """Freeze the dataset's current accepted, labelled images (or return the version already holding them)."""
     version = service.freeze_version(session, principal.project_id, dataset_id)
     audit("dataset_version.freeze", "dataset_version", version.id)
-    return VersionOut.of(version)
+    return views.version_out(version)
 
 
 @router.get("/versions")
 def list_versions(
     dataset_id: str, session: SessionDep, principal: Reader, limit: Limit = 50, after: str | None = None
 ) -> Page[VersionOut]:
-    versions = service.list_versions(session, principal.project_id, dataset_id, limit + 1, after)
-    return Page.build(versions, limit, VersionOut.of)
+    return views.list_versions(session, principal.project_id, dataset_id, limit, after)
 
 
 @router.get("/versions/{version_id}")
 def get_version(dataset_id: str, version_id: str, session: SessionDep, principal: Reader) -> VersionOut:
-    return VersionOut.of(service.get_version(session, principal.project_id, dataset_id, version_id))
+    return views.get_version(session, principal.project_id, dataset_id, version_id)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from platform_core.errors import Conflict
 from platform_core.evaluation import paired
+from platform_core.evaluation.schemas import ComparisonOut
 from platform_core.registry import repository as registry
 from platform_core.registry.models import ModelVersion, RegisteredModel
 from platform_core.storage import ObjectStore
@@ -55,9 +56,13 @@ def stored_predictions(session: Session, store: ObjectStore, version: ModelVersi
     # The operating point promotion chose (on the same uncalibrated scale as the stored probabilities).
     thresholds.update((version.model_manifest.operating_point or {}).get("thresholds") or {})
     return StoredPredictions(
-        job.split_id, list(doc["labels"]), list(doc["image_ids"]), np.asarray(doc["y"], dtype=np.int64),
-        np.asarray(doc["p"], dtype=np.float64), thresholds,
-    )  # fmt: skip
+        job.split_id,
+        list(doc["labels"]),
+        list(doc["image_ids"]),
+        np.asarray(doc["y"], dtype=np.int64),
+        np.asarray(doc["p"], dtype=np.float64),
+        thresholds,
+    )
 
 
 def paired_cases(a: StoredPredictions, b: StoredPredictions) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -108,7 +113,7 @@ def compare_versions(
 
 def compare(
     session: Session, store: ObjectStore, project_id: str, name: str, a: int, b: int
-) -> dict[str, Any]:
+) -> ComparisonOut:
     """GET /v1/models/{name}/compare?a=&b=: version b against version a on their shared test split."""
     model = registry.get_model(session, project_id, name)
     out = compare_versions(
@@ -117,7 +122,7 @@ def compare(
         registry.version_by_number(session, model, a),
         registry.version_by_number(session, model, b),
     )
-    return {"model": model.name, **out}
+    return ComparisonOut.model_validate({"model": model.name, **out})
 
 
 def noninferiority_gate(

@@ -13,6 +13,7 @@ from platform_core.ids import new_id
 from platform_core.jobs import repository as repo
 from platform_core.jobs.models import BaseModelWeights
 from platform_core.jobs.schemas import BaseModelOut
+from platform_core.pagination import Page
 from platform_core.storage import ObjectStore
 from platform_core.training import catalog
 from platform_core.training import weights as W
@@ -92,6 +93,11 @@ def base_models(session: Session, project_id: str) -> list[BaseModelOut]:
     ]
     out += [registered_out(r) for r in repo.list_base_models(session, project_id)]
     return out
+
+
+def list_base_models(session: Session, project_id: str, limit: int, after: str | None) -> Page[BaseModelOut]:
+    """The catalog's entries, then the project's registered weights, one page of them."""
+    return Page.of_list(base_models(session, project_id), limit, after)
 
 
 def published_fields(e: catalog.BackboneEntry) -> dict[str, Any]:

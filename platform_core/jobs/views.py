@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -71,14 +71,15 @@ def _split_seed(job: Job) -> int | None:
     return split.seed if split is not None else None
 
 
-def get_job(session: Session, project_id: str, job_id: str) -> Job:
-    return repo.get_job(session, job_id, project_id)
+def get_job(session: Session, project_id: str, job_id: str) -> JobOut:
+    return job_out(repo.get_job(session, job_id, project_id))
 
 
 def list_jobs(
     session: Session, project_id: str, limit: int, after: str | None, status: str | None = None
-) -> Sequence[Job]:
-    return repo.list_jobs(session, project_id, limit, after, status)
+) -> Page[JobOut]:
+    """Newest first; `status` keeps the jobs in that state."""
+    return Page.build(repo.list_jobs(session, project_id, limit + 1, after, status), limit, job_out)
 
 
 def list_events(
@@ -86,6 +87,30 @@ def list_events(
 ) -> list[EventOut]:
     repo.get_job(session, job_id, project_id)
     return [event_out(e) for e in repo.list_events(session, job_id, limit, after, ascending)]
+
+
+def events_page(
+    session: Session, project_id: str, job_id: str, limit: int, after: str | None
+) -> Page[EventOut]:
+    """Newest first; `after` pages towards older events."""
+    return Page.build(list_events(session, project_id, job_id, limit + 1, after), limit)
+
+
+@dataclass(frozen=True)
+class JobHead:
+    """What an event stream polls: whether the job is over, its status and its newest event."""
+
+    terminal: bool
+    status: str
+    newest_event_id: str | None
+
+
+def head(session: Session, project_id: str, job_id: str) -> JobHead:
+    # The status first: events written before a job ended are then visible to the second read.
+    job = repo.get_job(session, job_id, project_id)
+    terminal, status = job.is_terminal, job.status
+    newest = list_events(session, project_id, job_id, 1, None)
+    return JobHead(terminal, status, newest[0].id if newest else None)
 
 
 def event_out(e: JobEvent) -> EventOut:

@@ -8,7 +8,14 @@ from sqlalchemy.orm import Session
 from platform_core.datasets.schemas import LabelImport
 from platform_core.pacs import repository
 from platform_core.pacs.models import DicomAssociation, PacsImport, PacsImportStudy, PacsNode
-from platform_core.pacs.schemas import AssociationOut, ImportOut, ImportProgress, PacsNodeOut, StudyOutcome
+from platform_core.pacs.schemas import (
+    AssociationOut,
+    ImportOut,
+    ImportProgress,
+    InferenceAeOut,
+    PacsNodeOut,
+    StudyOutcome,
+)
 from platform_core.pagination import Page
 
 LABEL_COUNTS = {"rows", "imported", "matched", "unmatched"}
@@ -70,3 +77,8 @@ def association_out(a: DicomAssociation) -> AssociationOut:
         id=a.id, calling_ae_title=a.calling_ae_title, status=a.status, received=a.received, queued=a.queued,
         duplicates=a.duplicates, rejected=a.rejected, created_at=a.created_at, ended_at=a.ended_at,
     )  # fmt: skip
+
+
+def inference_ae_out(model: str, version: int, ae_title: str | None) -> InferenceAeOut:
+    """The AE title a model version answers to: studies C-STOREd to it are predicted by that version."""
+    return InferenceAeOut(model=model, version=version, dicom_ae_title=ae_title)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from fractions import Fraction
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from platform_core.splits.algorithm import SEED_MAX, SPLITS
-from platform_core.splits.models import DatasetVersion, Split
+from platform_core.splits.algorithm import SEED_MAX
 
 
 class FractionsIn(BaseModel):
@@ -61,33 +59,6 @@ class SplitOut(BaseModel):
     erased_members: int = 0  # images of the manifest erased since; sha256 is of the manifest as made
     created_at: datetime
 
-    @classmethod
-    def of(cls, split: Split) -> SplitOut:
-        fractions = None
-        if split.fractions is not None:
-            fractions = {k: float(Fraction(v)) for k, v in split.fractions.items()}
-        return cls(
-            id=split.id,
-            dataset_id=split.dataset_id,
-            dataset_version=split.dataset_version_id,
-            source="column" if split.source == "column" else "seeded",
-            seed=split.seed,
-            seed_drawn=split.seed_drawn,
-            fractions=fractions,
-            algorithm=split.algorithm,
-            sha256=split.sha256,
-            # JSONB does not keep key order: give train, val, test and labels by name.
-            counts={
-                k: SplitCounts.model_validate(
-                    {**split.counts[k], "labels": dict(sorted(split.counts[k]["labels"].items()))}
-                )
-                for k in SPLITS
-                if k in split.counts
-            },
-            erased_members=split.erased_members,
-            created_at=split.created_at,
-        )
-
 
 class VersionOut(BaseModel):
     id: str
@@ -102,19 +73,3 @@ class VersionOut(BaseModel):
     patients: int
     erased_members: int = 0  # images of the version erased since it was frozen
     created_at: datetime
-
-    @classmethod
-    def of(cls, v: DatasetVersion) -> VersionOut:
-        return cls(
-            id=v.id,
-            dataset_id=v.dataset_id,
-            number=v.number,
-            content_sha256=v.content_sha256,
-            task=v.task,
-            labels=[str(n) for n in v.label_names],
-            images=v.image_count,
-            studies=v.study_count,
-            patients=v.patient_count,
-            erased_members=v.erased_members,
-            created_at=v.created_at,
-        )
