@@ -32,7 +32,7 @@ def result_key(experiment_id: str) -> str:
     return f"experiments/{experiment_id}/result.json"
 
 
-def _status(result: dict[str, Any]) -> str:
+def final_status(result: dict[str, Any]) -> str:
     succeeded = [s["succeeded"] for s in result["sizes"]]
     if not any(succeeded):
         return "cancelled" if all(r["status"] == "cancelled" for r in result["runs"]) else "failed"
@@ -64,7 +64,7 @@ def finalize(
     store.put_bytes(result_key(experiment.id), document.encode(), "application/json")
     if complete:
         if experiment.status not in FINAL:
-            experiment.status = _status(result)
+            experiment.status = final_status(result)
         experiment.finished_at = experiment.finished_at or now()
         if tracking_uri and experiment.mlflow_run_id is None:
             experiment.mlflow_run_id = log_run(
