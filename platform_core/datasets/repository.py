@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, func, or_, select, update
@@ -162,7 +162,9 @@ def image_attributes(session: Session, image_ids: Sequence[str]) -> dict[str, An
     return rows
 
 
-def labelled_accepted(session: Session, dataset_id: str) -> Any:
+def labelled_accepted(
+    session: Session, dataset_id: str
+) -> Iterable[tuple[str, str, str, str | None, Any, str | None, bool]]:
     """Accepted images whose study has a label row, with the study's pseudonyms, the image's pixel hash,
     the label row and whether it matched by accession number; ordered by image, then label row."""
     stmt = (
@@ -185,7 +187,7 @@ def labelled_accepted(session: Session, dataset_id: str) -> Any:
         .where(Image.dataset_id == dataset_id, Image.status == "accepted")
         .order_by(Image.id, StudyLabel.id)
     )
-    return session.execute(stmt)
+    return session.execute(stmt).tuples()
 
 
 def get_image(session: Session, dataset_id: str, image_id: str) -> Image | None:
