@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,21 @@ def run(args: list[str], env: dict[str, str] | None = None, timeout: float = 600
 
 
 def bridge_gateway() -> str:
-    """The host's address on Docker's default bridge, where image builds run."""
-    out = run(["docker", "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"])
-    return out.stdout.strip()
+    """The host's address on Docker's default bridge, where image builds run: the network's gateway,
+    or (Docker 20.10 lists none) the address of its bridge interface."""
+    fmt = '{{range .IPAM.Config}}{{.Gateway}}{{end}} {{index .Options "com.docker.network.bridge.name"}}'
+    gateway, _, interface = run(
+        ["docker", "network", "inspect", "bridge", "--format", fmt]
+    ).stdout.rpartition(" ")
+    if gateway.strip():
+        return gateway.strip()
+    words = run(["ip", "-4", "-o", "addr", "show", interface.strip()]).stdout.split()
+    return words[words.index("inet") + 1].split("/")[0]
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+        pass
 
 
 @contextlib.contextmanager
@@ -54,8 +66,7 @@ def serve_wheelhouse() -> Iterator[tuple[str, str]]:
     """.wheelhouse over HTTP on the bridge, for PIP_FIND_LINKS in the builds: (host, URL). A fixed
     port: the URL is a build argument, and a new one would miss the layer cache."""
     port = int(os.environ.get("STACK_WHEELHOUSE_PORT", "3141"))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(WHEELHOUSE))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    handler = functools.partial(QuietHandler, directory=str(WHEELHOUSE))
     server = http.server.ThreadingHTTPServer((bridge_gateway(), port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -66,13 +77,21 @@ def serve_wheelhouse() -> Iterator[tuple[str, str]]:
         server.server_close()
 
 
+def short_port(port: str | dict[str, Any]) -> str:
+    """A port in the short syntax: compose v1's `config` writes a published range in the long one,
+    which it then refuses to read back."""
+    if isinstance(port, str):
+        return port
+    host = f"{port['host_ip']}:" if port.get("host_ip") else ""
+    return f"{host}{port['published']}:{port['target']}/{port.get('protocol', 'tcp')}"
+
+
 @dataclass
 class Stack:
     project: str
     env: dict[str, str]
     tmp: Path
     key: str = ""
-    timings: dict[str, Any] = field(default_factory=dict)
 
     def render(self) -> Path:
         """The merged compose file, less the GPU reservations (no NVIDIA runtime here): everything
@@ -81,6 +100,8 @@ class Stack:
         for f in FILES:
             args += ["-f", str(f)]
         merged = yaml.safe_load(run([*args, "config"], env=self.full_env()).stdout)
+        for svc in merged["services"].values():
+            svc["ports"] = [short_port(p) for p in svc.get("ports", [])]
         for name in GPU_SERVICES:
             reservations = (
                 merged["services"][name].get("deploy", {}).get("resources", {}).get("reservations", {})
@@ -158,8 +179,3 @@ class Stack:
     def dump_logs(self) -> None:
         (ROOT / ".stack").mkdir(exist_ok=True)
         (ROOT / ".stack" / f"{self.project}.log").write_text(self.logs(tail=2000))
-
-    def write_timings(self, path: Path) -> None:
-        path.parent.mkdir(exist_ok=True)
-        previous = json.loads(path.read_text()) if path.exists() else {}
-        path.write_text(json.dumps(previous | self.timings, indent=2) + "\n")

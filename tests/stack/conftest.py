@@ -4,10 +4,12 @@ Docker engine to expect, and .ci/run runs this after the suites."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -40,24 +42,40 @@ def stack_env(api_ports: str) -> dict[str, str]:
     }
 
 
+@dataclass
+class Images:
+    """The images built once per session from the local base, and the wheelhouse they came from."""
+
+    env: dict[str, str]
+    timings: dict[str, int]
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Images]:
     base = 20000 + secrets.randbelow(400) * 10
     with serve_wheelhouse() as (host, url):
         env = stack_env(f"{base}-{base + 9}") | {"WHEELHOUSE_HOST": host, "WHEELHOUSE_URL": url}
-        s = Stack(f"medtune-stack-{secrets.token_hex(3)}", env, tmp_path_factory.mktemp("stack"))
+        builder = Stack("medtune-build", env, tmp_path_factory.mktemp("build"))
         started = time.monotonic()
-        s.compose("build", timeout=3600)
-        s.timings["build_s"] = round(time.monotonic() - started)
-        try:
-            started = time.monotonic()
-            s.up()
-            s.timings["up_s"] = round(time.monotonic() - started)
-            yield s
-        finally:
-            s.dump_logs()
-            s.compose("down", "-v", "--remove-orphans", timeout=300, check=False)
-            s.write_timings(TIMINGS)
+        builder.compose("build", timeout=3600)
+        built = Images(env, {"build_s": round(time.monotonic() - started)})
+        yield built
+        TIMINGS.parent.mkdir(exist_ok=True)
+        previous = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
+        TIMINGS.write_text(json.dumps(previous | built.timings, indent=2) + "\n")
+
+
+@pytest.fixture(scope="session")
+def stack(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack(f"medtune-stack-{secrets.token_hex(3)}", dict(images.env), tmp_path_factory.mktemp("stack"))
+    try:
+        started = time.monotonic()
+        s.up()
+        images.timings["up_s"] = round(time.monotonic() - started)
+        yield s
+    finally:
+        s.dump_logs()
+        s.compose("down", "-v", "--remove-orphans", timeout=300, check=False)
 
 
 @pytest.fixture(scope="session")

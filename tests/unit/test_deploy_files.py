@@ -598,3 +598,13 @@ def test_ci_override_builds_every_image_from_the_local_base() -> None:
         build = overridden[name]["build"]
         assert (ROOT / build["dockerfile"]).is_file() and build["dockerfile"].startswith("docker/ci/")
         assert build["args"] == args
+
+
+def test_files_a_service_runs_from_its_image_are_in_it() -> None:
+    for name, svc in SERVICES.items():
+        if "build" not in svc:
+            continue
+        build = svc["build"]
+        copied = set(copied_paths(ROOT / build["dockerfile"]))
+        for used in re.findall(rf"{IMAGE_ROOT}[\w/.-]+", command_text(svc)):
+            assert used in copied, f"{name} runs {used}, which {build['dockerfile']} does not copy"
