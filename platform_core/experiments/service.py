@@ -58,6 +58,8 @@ def _check(body: ExperimentCreate) -> None:
             "val and test parts",
             param="split_id",
         )
+    if body.seed is not None:
+        raise Invalid("an experiment takes seeds (one run per size and seed), not seed", param="seed")
     if len(body.sizes) * len(body.seeds) > MAX_RUNS:
         raise Invalid(f"sizes x seeds makes more than {MAX_RUNS} jobs", param="sizes")
 

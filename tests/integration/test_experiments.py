@@ -203,6 +203,7 @@ def test_bad_requests_are_refused_with_the_field(live: Live, split: tuple[str, s
         ({"sizes": [8, 8]}, 422, "sizes"),
         ({"sizes": [0, 8]}, 422, "sizes"),
         ({"labels": ["nope"]}, 422, "labels"),
+        ({"seed": 3}, 422, "seeds"),
         ({"type": "other"}, 422, "type"),
         ({"split_id": "split_missing"}, 404, None),
     ]
