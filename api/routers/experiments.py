@@ -3,7 +3,6 @@ their figures as PNG."""
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -12,9 +11,7 @@ from api.deps import AuditDep, JsonOnly, SessionDep, StoreDep, require
 from api.pagination import Page
 from platform_core.auth.scopes import Scope
 from platform_core.auth.service import Principal
-from platform_core.errors import NotFound
-from platform_core.experiments import finalize, service, views
-from platform_core.experiments.plots import FIGURES
+from platform_core.experiments import service, views
 from platform_core.experiments.schemas import ExperimentCreate, ExperimentOut
 
 router = APIRouter(prefix="/fine-tuning", tags=["fine-tuning"], dependencies=[JsonOnly])
@@ -40,8 +37,7 @@ def list_experiments(
     session: SessionDep, principal: Reader, limit: Limit = 20, after: str | None = None
 ) -> Page[ExperimentOut]:
     """Newest first."""
-    rows = views.list_experiments(session, principal.project_id, limit + 1, after)
-    return Page.build(rows, limit, partial(views.experiment_out, session))
+    return views.experiments_page(session, principal.project_id, limit, after)
 
 
 @router.get("/experiments/{experiment_id}")
@@ -72,8 +68,5 @@ def get_figure(
     experiment_id: str, name: str, session: SessionDep, principal: Reader, store: StoreDep
 ) -> Response:
     """`auroc_by_size` or `epoch_time_by_size`, as of the experiment's latest result."""
-    experiment = views.get(session, principal.project_id, experiment_id)
-    key = finalize.figure_key(experiment.id, name)
-    if name not in FIGURES or experiment.result is None or not store.exists(key):
-        raise NotFound(f"experiment {experiment.id} has no figure '{name}' (yet)", param="name")
-    return Response(store.get_bytes(key), media_type="image/png", headers={"Cache-Control": "no-store"})
+    png = views.figure_png(session, store, principal.project_id, experiment_id, name)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})

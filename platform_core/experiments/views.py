@@ -3,15 +3,19 @@ for a target AUROC, the samples the learning curve says it needs."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from functools import partial
 
 from sqlalchemy.orm import Session
 
+from platform_core.errors import NotFound
 from platform_core.experiments import fits
 from platform_core.experiments import repository as repo
+from platform_core.experiments.finalize import figure_key
 from platform_core.experiments.models import Experiment
 from platform_core.experiments.plots import FIGURES
 from platform_core.experiments.schemas import ExperimentOut, RunOut
+from platform_core.pagination import Page
+from platform_core.storage import ObjectStore
 
 API_PREFIX = "/v1/fine-tuning/experiments"
 
@@ -63,7 +67,16 @@ def get(session: Session, project_id: str, experiment_id: str) -> Experiment:
     return repo.get(session, experiment_id, project_id)
 
 
-def list_experiments(
-    session: Session, project_id: str, limit: int, after: str | None
-) -> Sequence[Experiment]:
-    return repo.list_experiments(session, project_id, limit, after)
+def experiments_page(session: Session, project_id: str, limit: int, after: str | None) -> Page[ExperimentOut]:
+    """Newest first: one row more than shown says whether more remain."""
+    rows = repo.list_experiments(session, project_id, limit + 1, after)
+    return Page.build(rows, limit, partial(experiment_out, session))
+
+
+def figure_png(session: Session, store: ObjectStore, project_id: str, experiment_id: str, name: str) -> bytes:
+    """A figure's PNG as of the experiment's latest result; NotFound before there is one."""
+    experiment = repo.get(session, experiment_id, project_id)
+    key = figure_key(experiment.id, name)
+    if name not in FIGURES or experiment.result is None or not store.exists(key):
+        raise NotFound(f"experiment {experiment.id} has no figure '{name}' (yet)", param="name")
+    return store.get_bytes(key)
