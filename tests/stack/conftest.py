@@ -24,22 +24,29 @@ if os.environ.get("MEDTUNE_STACK") != "1":
 TIMINGS = ROOT / ".stack" / "timings.json"
 
 
-def stack_env(api_ports: str) -> dict[str, str]:
-    """Fresh secrets for each run (hex, valid inside URLs) and host ports that no one else holds."""
+def host_ports() -> dict[str, str]:
+    """Host ports that no one else holds, for one stack: its API range, MLflow UI and DICOM port."""
+    base = 20000 + secrets.randbelow(400) * 10
+    return {
+        "API_PORTS": f"{base}-{base + 9}",
+        "MLFLOW_PORT": str(free_port()),
+        "DICOM_PORT": str(free_port()),
+    }
+
+
+def stack_env() -> dict[str, str]:
+    """Fresh secrets for each run (hex, valid inside URLs) and the stack test's settings."""
     return {
         "MEDTUNE_DEID_SECRET": secrets.token_hex(32),
         "POSTGRES_PASSWORD": secrets.token_hex(16),
         "MEDTUNE_S3_ACCESS_KEY_ID": "medtune",
         "MEDTUNE_S3_SECRET_ACCESS_KEY": secrets.token_hex(16),
         "MEDTUNE_INFERENCE_TOKEN": secrets.token_hex(32),
-        "API_PORTS": api_ports,
         "API_WORKERS": "1",
-        "MLFLOW_PORT": str(free_port()),
-        "DICOM_PORT": str(free_port()),
         "IMAGE_TAG": "stack",
         # A killed worker's message comes back after this long (the platform's default is 48 h).
         "MEDTUNE_BROKER_VISIBILITY_TIMEOUT_S": "15",
-    }
+    } | host_ports()
 
 
 @dataclass
@@ -52,9 +59,8 @@ class Images:
 
 @pytest.fixture(scope="session")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Images]:
-    base = 20000 + secrets.randbelow(400) * 10
     with serve_wheelhouse() as (host, url):
-        env = stack_env(f"{base}-{base + 9}") | {"WHEELHOUSE_HOST": host, "WHEELHOUSE_URL": url}
+        env = stack_env() | {"WHEELHOUSE_HOST": host, "WHEELHOUSE_URL": url}
         builder = Stack("medtune-build", env, tmp_path_factory.mktemp("build"))
         started = time.monotonic()
         builder.compose("build", timeout=3600)

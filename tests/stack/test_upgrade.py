@@ -16,7 +16,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from tests.stack.compose import ROOT, Stack, run
-from tests.stack.conftest import Images
+from tests.stack.conftest import Images, host_ports
 
 SERVICES = ("postgres", "redis", "s3", "s3-setup", "mlflow")
 
@@ -61,9 +61,8 @@ def build_previous_api(images: Images, tmp: Path) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def upgraded(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Stack:
-    return Stack(
-        "medtune-upgrade", dict(images.env) | {"IMAGE_TAG": "upgrade"}, tmp_path_factory.mktemp("up")
-    )
+    env = images.env | host_ports() | {"IMAGE_TAG": "upgrade"}  # beside the main stack, still up
+    return Stack("medtune-upgrade", env, tmp_path_factory.mktemp("up"))
 
 
 def test_new_image_migrates_a_running_deployment(images: Images, upgraded: Stack, tmp_path: Path) -> None:
