@@ -98,10 +98,16 @@ def show_one(as_json: bool, fetch: Callable[[Client], T], show: Callable[[T], No
 
 
 def listing(
-    rows: Iterable[T], as_json: bool, title: str, columns: list[str], row: Callable[[T], list[Any]]
+    as_json: bool,
+    fetch: Callable[[Client], Iterable[T]],
+    title: str,
+    columns: list[str],
+    row: Callable[[T], list[Any]],
 ) -> None:
-    """A list command's output: the rows as one JSON document, or a table with `row(item)` per item."""
-    found = list(rows)
+    """A list command: fetch the items with a fresh client, then print them as one JSON document, or a
+    table with `row(item)` per item."""
+    with client() as c:
+        found = list(fetch(c))
     if as_json:
         emit_json(found)
     else:
@@ -212,12 +218,10 @@ def datasets_list(
     limit: Annotated[int, typer.Option(help="How many, newest last.")] = 100, as_json: JsonOpt = False
 ) -> None:
     """The project's datasets."""
-    with client() as c:
-        rows = list(_take(c.datasets.list(limit=min(limit, 100)), limit))
     columns = ["id", "name", "task", "status", "accepted", "rejected", "pending", "patients"]
     listing(
-        rows,
         as_json,
+        lambda c: _take(c.datasets.list(limit=min(limit, 100)), limit),
         "datasets",
         columns,
         lambda d: [
@@ -294,12 +298,10 @@ def datasets_images(
     as_json: JsonOpt = False,
 ) -> None:
     """Images of a dataset (pseudonymous ids), with status, reason and labels."""
-    with client() as c:
-        rows = list(_take(c.datasets.images(dataset_id, status=status, limit=min(limit, 500)), limit))
     columns = ["id", "status", "reason", "patient", "study", "size", "labels"]
     listing(
-        rows,
         as_json,
+        lambda c: _take(c.datasets.images(dataset_id, status=status, limit=min(limit, 500)), limit),
         "images",
         columns,
         lambda i: [
@@ -493,11 +495,9 @@ def jobs_show(job_id: str, as_json: JsonOpt = False) -> None:
 @handled
 def jobs_list(limit: Annotated[int, typer.Option()] = 50, as_json: JsonOpt = False) -> None:
     """The project's fine-tuning jobs."""
-    with client() as c:
-        rows = list(_take(c.jobs.list(limit=min(limit, 100)), limit))
     listing(
-        rows,
         as_json,
+        lambda c: _take(c.jobs.list(limit=min(limit, 100)), limit),
         "jobs",
         ["id", "status", "base model", "epoch", "best"],
         lambda j: [
@@ -550,11 +550,9 @@ def models_promote(
 @handled
 def models_list(as_json: JsonOpt = False) -> None:
     """Registered models with their versions and aliases."""
-    with client() as c:
-        rows = list(c.models.list())
     listing(
-        rows,
         as_json,
+        lambda c: c.models.list(),
         "models",
         ["name", "latest", "aliases"],
         lambda m: [

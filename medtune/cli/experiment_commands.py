@@ -16,7 +16,9 @@ from medtune.cli.client_commands import (
     csv_list,
     emit_json,
     handled,
+    listing,
     out,
+    show_one,
     table,
 )
 from medtune.experiment_models import METRICS, Experiment
@@ -107,9 +109,7 @@ def experiments_create(
 @handled
 def experiments_get(experiment_id: str, target_auroc: TargetOpt = None, as_json: JsonOpt = False) -> None:
     """The experiment's table by size, its fits and (with --target-auroc) the samples needed."""
-    with client() as c:
-        exp = c.experiments.get(experiment_id, target_auroc=target_auroc)
-    emit_json(exp) if as_json else show_experiment(exp)
+    show_one(as_json, lambda c: c.experiments.get(experiment_id, target_auroc=target_auroc), show_experiment)
 
 
 @experiments_app.command("list")
@@ -117,13 +117,14 @@ def experiments_get(experiment_id: str, target_auroc: TargetOpt = None, as_json:
 def experiments_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20, as_json: JsonOpt = False
 ) -> None:
-    with client() as c:
-        found = list(_take(c.experiments.list(limit=min(limit, 200)), limit))
-    if as_json:
-        emit_json(found)
-        return
-    table("experiments", ["id", "status", "base model", "sizes", "seeds", "created"],
-          [[e.id, e.status, e.base_model, e.sizes, e.seeds, e.created_at] for e in found])  # fmt: skip
+    columns = ["id", "status", "base model", "sizes", "seeds", "created"]
+    listing(
+        as_json,
+        lambda c: _take(c.experiments.list(limit=min(limit, 200)), limit),
+        "experiments",
+        columns,
+        lambda e: [e.id, e.status, e.base_model, e.sizes, e.seeds, e.created_at],
+    )
 
 
 @experiments_app.command("wait")

@@ -88,12 +88,10 @@ def nodes_create(
 @handled
 def nodes_list(limit: Annotated[int, typer.Option()] = 100, as_json: JsonOpt = False) -> None:
     """The project's PACS nodes."""
-    with client() as c:
-        rows = list(_take(c.pacs_nodes.list(limit=min(limit, 100)), limit))
     columns = ["id", "name", "kind", "url", "host", "port", "ae_title", "auth"]
     listing(
-        rows,
         as_json,
+        lambda c: _take(c.pacs_nodes.list(limit=min(limit, 100)), limit),
         "PACS nodes",
         columns,
         lambda n: [
@@ -161,12 +159,10 @@ def imports_list(
     dataset_id: str, limit: Annotated[int, typer.Option()] = 100, as_json: JsonOpt = False
 ) -> None:
     """A dataset's imports."""
-    with client() as c:
-        rows = list(_take(c.imports.list(dataset_id, limit=min(limit, 100)), limit))
     columns = ["id", "node", "by", "status", "studies", "done", "not found", "failed", "queued"]
     listing(
-        rows,
         as_json,
+        lambda c: _take(c.imports.list(dataset_id, limit=min(limit, 100)), limit),
         "imports",
         columns,
         lambda i: [
