@@ -148,6 +148,8 @@ def record_result(ctx: RunContext, best: CheckpointRef, tested: Tested, written:
         "test_loss": tested.loss,
         "artifacts": {n: f"jobs/{job.id}/artifacts/{n}" for n in written.artifacts},
     }
+    # The tracking run ends before the job reads succeeded: whoever sees the status may read the run.
+    handle.tracker.close("FINISHED")
     with unit_of_work(handle.sessions) as s:
         j = repo.get_job(s, handle.job_id, lock=True)
         # Per epoch, in order: the whole epoch (training + validation pass) and its training pass alone.
@@ -165,7 +167,6 @@ def record_result(ctx: RunContext, best: CheckpointRef, tested: Tested, written:
             s, j, "test metrics", type_="metrics", data={"test": macro, "ci95": ev.ci95["macro"]}
         )
         status.set_status(s, j, "succeeded", f"succeeded: test AUROC {_fmt(macro.get('auroc'))}")
-    handle.tracker.close("FINISHED")
     return "succeeded"
 
 
