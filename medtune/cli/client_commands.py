@@ -37,6 +37,9 @@ jobs_app = typer.Typer(no_args_is_help=True, help="Fine-tuning jobs.")
 models_app = typer.Typer(no_args_is_help=True, help="The model registry and predictions.")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (one document) instead of a table.")]
+WeightsOpt = Annotated[str | None, typer.Option(help="pretrained, random or a registered checkpoint.")]
+MethodOpt = Annotated[str | None, typer.Option(help="lora, full or linear_probe.")]
+AutoOpt = Annotated[str | None, typer.Option(help="A number or auto.")]  # a hyperparameter
 
 
 def handled(fn: F) -> F:
@@ -417,14 +420,12 @@ def jobs_create(
     base_model: Annotated[str, typer.Option(help="A catalog entry, e.g. vit_small_patch16_224.")],
     split_id: Annotated[str | None, typer.Option("--split", help="An existing split id.")] = None,
     split_seed: Annotated[int | None, typer.Option(help="Make a split with this seed.")] = None,
-    weights: Annotated[
-        str | None, typer.Option(help="pretrained, random or a registered checkpoint.")
-    ] = None,
-    method: Annotated[str | None, typer.Option(help="lora, full or linear_probe.")] = None,
-    epochs: Annotated[str | None, typer.Option(help="A number or auto.")] = None,
-    batch_size: Annotated[str | None, typer.Option(help="A number or auto.")] = None,
-    learning_rate: Annotated[str | None, typer.Option(help="A number or auto.")] = None,
-    image_size: Annotated[str | None, typer.Option(help="A number or auto.")] = None,
+    weights: WeightsOpt = None,
+    method: MethodOpt = None,
+    epochs: AutoOpt = None,
+    batch_size: AutoOpt = None,
+    learning_rate: AutoOpt = None,
+    image_size: AutoOpt = None,
     seed: Annotated[int | None, typer.Option(help="Training seed.")] = None,
     watch: Annotated[bool, typer.Option(help="Follow the job to its end with a live bar.")] = False,
     as_json: JsonOpt = False,

@@ -9,7 +9,10 @@ import typer
 
 from medtune.cli.client_commands import (
     REFUSED,
+    AutoOpt,
     JsonOpt,
+    MethodOpt,
+    WeightsOpt,
     _number,
     _take,
     client,
@@ -84,18 +87,16 @@ def experiments_create(
     seeds: Annotated[str | None, typer.Option(help="Subset and training seeds, comma-separated.")] = None,
     balanced: Annotated[bool, typer.Option(help="Balance each subset per label.")] = False,
     labels: Annotated[str | None, typer.Option(help="Labels to balance on (default: all).")] = None,
-    weights: Annotated[
-        str | None, typer.Option(help="pretrained, random or a registered checkpoint.")
-    ] = None,
-    method: Annotated[str | None, typer.Option(help="lora, full or linear_probe.")] = None,
-    epochs: Annotated[str | None, typer.Option(help="A number or auto.")] = None,
-    batch_size: Annotated[str | None, typer.Option(help="A number or auto.")] = None,
-    image_size: Annotated[str | None, typer.Option(help="A number or auto.")] = None,
+    weights: WeightsOpt = None,
+    method: MethodOpt = None,
+    epochs: AutoOpt = None,
+    batch_size: AutoOpt = None,
+    image_size: AutoOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Start a data-volume experiment (one job per size and seed); prints its id."""
-    hyper = {k: _number(v) for k, v in {"epochs": epochs, "batch_size": batch_size,
-             "image_size": image_size}.items() if v is not None}  # fmt: skip
+    given = {"epochs": epochs, "batch_size": batch_size, "image_size": image_size}
+    hyper = {k: _number(v) for k, v in given.items() if v is not None}
     with client() as c:
         exp = c.experiments.create(
             dataset_id=dataset_id, split_id=split_id, sizes=[int(s) for s in csv_list(sizes)],
