@@ -13,10 +13,14 @@ catalog (a job's base_model) is inferred by the tier, not here (catalog.infer_wi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import socket
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -28,11 +32,12 @@ from platform_core.artifacts import ModelManifest
 from platform_core.config import Settings
 from platform_core.errors import PlatformError
 from platform_core.inference import wire
-from platform_core.inference.routing import Ring, base_key
+from platform_core.inference.routing import Ring, base_key, expand_nodes
 from platform_core.training import catalog
 from platform_core.training.backbone_entry import BackboneEntry
 
 log = logging.getLogger("medtune.api")
+RESOLVE_EVERY_S = 10.0  # how stale the replica list may get when a service is scaled
 
 
 class TierUnavailable(PlatformError):
@@ -51,7 +56,9 @@ class TierRefused(PlatformError):
 class InferenceTier:
     def __init__(self, nodes: list[str], timeout_s: float, token: str | None) -> None:
         """Call from a coroutine (the lifespan): the async session belongs to the running loop."""
+        self.urls = nodes
         self.ring = Ring.build(nodes)
+        self.resolved_at = 0.0
         self.timeout_s = timeout_s
         self.headers = {"Content-Type": wire.MEDIA_TYPE}
         if token:
@@ -99,8 +106,19 @@ class InferenceTier:
             return entry
         raise TierUnavailable("no inference tier replica can be reached (MEDTUNE_INFERENCE_URLS)")
 
+    async def refresh(self) -> None:
+        """Rebuild the ring when the replicas behind a URL's name changed (checked every few seconds)."""
+        if time.monotonic() - self.resolved_at < RESOLVE_EVERY_S:
+            return
+        self.resolved_at = time.monotonic()
+        nodes = expand_nodes(self.urls, await _addresses(self.urls))
+        if sorted(set(nodes)) != sorted(set(self.ring.owners)):
+            log.info("inference replicas: %s", ", ".join(nodes))
+            self.ring = Ring.build(nodes)
+
     async def predict(self, manifest: ModelManifest, payload: bytes) -> list[dict[str, Any]]:
         """The tier's predictions for a wire payload, from the base's replica (its successor if down)."""
+        await self.refresh()
         for node in self.ring.order(base_key(manifest)):
             try:
                 async with self.session.post(f"{node}/v1/predict", data=payload, headers=self.headers) as r:
@@ -120,6 +138,19 @@ class InferenceTier:
                 raise TierUnavailable("the inference tier answered without predictions")
             return predictions
         raise TierUnavailable("no inference tier replica can be reached (MEDTUNE_INFERENCE_URLS)")
+
+
+async def _addresses(urls: list[str]) -> dict[str, list[str]]:
+    """Each URL host's addresses now (none where the lookup fails: the URL is then kept as written)."""
+    loop, found = asyncio.get_running_loop(), dict[str, list[str]]()
+    for url in urls:
+        host = urlsplit(url).hostname or ""
+        try:
+            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except OSError:
+            continue
+        found[host] = [str(info[4][0]) for info in infos]
+    return found
 
 
 def _checked(node: str, status: int, content: bytes) -> dict[str, Any]:

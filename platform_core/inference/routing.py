@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from platform_core.artifacts import ModelManifest
 
@@ -51,6 +52,24 @@ class Ring:
             if len(seen) == nodes:
                 break
         return list(seen)
+
+
+def expand_nodes(urls: Sequence[str], addresses: Mapping[str, Sequence[str]]) -> list[str]:
+    """One node per replica: a URL whose host resolves to several addresses (a compose service scaled
+    to n, a headless Kubernetes service) stands for one node per address, in sorted order so every API
+    replica builds the same ring. A host with one address, or none known, stays as written."""
+    nodes: list[str] = []
+    for url in urls:
+        parts = urlsplit(url)
+        found = sorted(set(addresses.get(parts.hostname or "", ())))
+        if len(found) < 2:
+            nodes.append(url)
+            continue
+        port = f":{parts.port}" if parts.port else ""
+        for address in found:
+            host = f"[{address}]" if ":" in address else address
+            nodes.append(parts._replace(netloc=f"{host}{port}").geturl())
+    return nodes
 
 
 def base_key(manifest: ModelManifest) -> str:

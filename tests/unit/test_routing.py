@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 import pytest
 
-from platform_core.inference.routing import Ring
+from api.forward import InferenceTier
+from platform_core.inference.routing import Ring, expand_nodes
 
 NODES = [f"http://inference-{i}:8000" for i in range(4)]
 KEYS = [f"test_vit|random-seed-{i}|{64 + i % 3}" for i in range(4000)]
@@ -52,3 +54,34 @@ def test_the_failover_order_starts_at_the_owner_and_names_every_node_once() -> N
     for key in KEYS[:200]:
         owner, second = ring.order(key)[:2]
         assert Ring.build([n for n in NODES if n != owner]).node(key) == second
+
+
+def test_a_name_with_several_addresses_stands_for_one_node_per_address() -> None:
+    urls = ["http://inference:8000", "http://gpu-host:9000", "http://127.0.0.1:8001"]
+    addresses = {"inference": ["172.18.0.7", "172.18.0.5", "172.18.0.5"], "gpu-host": ["10.0.0.9"]}
+    nodes = expand_nodes(urls, addresses)
+    assert nodes == [
+        "http://172.18.0.5:8000",
+        "http://172.18.0.7:8000",
+        "http://gpu-host:9000",
+        "http://127.0.0.1:8001",
+    ]
+    assert expand_nodes(["http://svc:80"], {"svc": ["fd00::2", "fd00::1"]}) == [
+        "http://[fd00::1]:80",
+        "http://[fd00::2]:80",
+    ]
+
+
+def test_the_tier_rebuilds_its_ring_from_a_real_lookup() -> None:
+    """localhost really resolves here; a name that resolves to one address stays as written."""
+
+    async def scenario() -> list[str]:
+        tier = InferenceTier(["http://127.0.0.1:9", "http://no-such-host.invalid:9"], 1.0, None)
+        try:
+            await tier.refresh()
+            return sorted(set(tier.ring.owners))
+        finally:
+            await tier.session.close()
+            tier.sync_client.close()
+
+    assert asyncio.run(scenario()) == ["http://127.0.0.1:9", "http://no-such-host.invalid:9"]
