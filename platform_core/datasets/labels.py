@@ -187,7 +187,12 @@ def _store_groups(store: ObjectStore, dataset_id: str, groups: dict[str, dict[st
     merged = read_groups(store, dataset_id)
     for k, g in groups.items():
         merged[k] = {**merged.get(k, {}), **g}
-    doc = {"format": "medtune-label-groups/1", "groups": merged}
+    write_groups(store, dataset_id, merged)
+
+
+def write_groups(store: ObjectStore, dataset_id: str, groups: dict[str, dict[str, str]]) -> None:
+    """The dataset's whole label-groups file (erasure rewrites it without an erased study's keys)."""
+    doc = {"format": "medtune-label-groups/1", "groups": groups}
     store.put_bytes(groups_key(dataset_id), json.dumps(doc, sort_keys=True).encode(), "application/json")
 
 

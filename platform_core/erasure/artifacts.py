@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from platform_core.datasets.labels import read_groups, write_groups
 from platform_core.storage import ObjectStore
 
 log = logging.getLogger("medtune.erasure")
@@ -41,6 +42,19 @@ def delete_prefix(store: ObjectStore, prefix: str) -> int:
     for key in keys:
         store.delete(key)
     return len(keys)
+
+
+def drop_label_groups(store: ObjectStore, keys_by_dataset: dict[str, set[str]]) -> int:
+    """Rewrite each dataset's label-groups file without the erased studies' keys; the count is of
+    files rewritten (a group value is a category, but its key still points at the patient's study)."""
+    n = 0
+    for dataset_id, keys in sorted(keys_by_dataset.items()):
+        groups = read_groups(store, dataset_id)
+        kept = {k: g for k, g in groups.items() if k not in keys}
+        if len(kept) < len(groups):
+            write_groups(store, dataset_id, kept)
+            n += 1
+    return n
 
 
 def without_lines(data: bytes, image_ids: frozenset[str]) -> tuple[bytes, int]:

@@ -158,6 +158,18 @@ def orphaned_studies(session: Session, study_ids: Sequence[str]) -> list[str]:
     return list(session.scalars(q))
 
 
+def study_keys(session: Session, study_ids: Sequence[str]) -> dict[str, set[str]]:
+    """{dataset id: the study key and accession HMACs of these studies}: what their labels are keyed by."""
+    found: dict[str, set[str]] = {}
+    for part in chunks(study_ids):
+        rows = session.execute(
+            select(Study.dataset_id, Study.study_key_hmac, Study.accession_hmac).where(Study.id.in_(part))
+        ).tuples()
+        for dataset_id, study_key, accession in rows:
+            found.setdefault(dataset_id, set()).update(k for k in (study_key, accession) if k)
+    return found
+
+
 def delete_studies(session: Session, study_ids: Sequence[str]) -> tuple[int, int]:
     """Delete the studies and the label rows keyed by their HMACs; (studies, labels) removed."""
     studies = labels = 0

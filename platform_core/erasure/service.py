@@ -101,9 +101,9 @@ class Eraser:
             model_versions_marked=repo.mark_model_versions(s, [j.id for j in jobs]),
         )
         s.flush()
-        removed.studies, removed.labels = repo.delete_studies(
-            s, repo.orphaned_studies(s, sorted({*studies, *(i.study_id for i in images if i.study_id)}))
-        )
+        orphans = repo.orphaned_studies(s, sorted({*studies, *(i.study_id for i in images if i.study_id)}))
+        group_keys = repo.study_keys(s, orphans)
+        removed.studies, removed.labels = repo.delete_studies(s, orphans)
         s.flush()
         erased = frozenset(ids)
         runs = [j.mlflow_run_id for j in jobs if j.mlflow_run_id]
@@ -112,6 +112,7 @@ class Eraser:
         predictions = repo.prediction_documents(s, jobs)
         removed.objects += artifacts.rewrite_predictions(self.store, predictions, erased)
         removed.objects += artifacts.delete_objects(self.store, keys)
+        removed.objects += artifacts.drop_label_groups(self.store, group_keys)
         return removed
 
     def _scrub_mlflow(self, run_ids: list[str], erased: frozenset[str]) -> int:

@@ -445,13 +445,26 @@ def test_erasure_on_sqlite_the_embedded_database(sqlite_url: str, tmp_path: Path
     sessions = make_sessionmaker(make_engine(sqlite_url))
     project_id, dataset_id, _a, _b = _ingest(settings, store, sessions)
     images = _image_rows(sessions, dataset_id)
+    studies = [(100 + i, 1) for i in range(N)] + [(TWICE, 2)]
     with sessions() as s:
+        from platform_core.datasets.labels import import_labels, read_groups
+        from platform_core.datasets.models import Dataset
+
+        rows = "".join(f"{uid(p, st)},{p % 2},{'north' if p % 2 else 'south'}\n" for p, st in studies)
+        csv_text = "StudyInstanceUID,finding,group:site\n" + rows
+        dataset = s.get(Dataset, dataset_id)
+        assert dataset is not None
+        import_labels(s, settings.resolved_secret(), dataset, csv_text.encode(), store)
         version = splits.freeze_version(s, project_id, dataset_id)
         s.commit()
+        before = read_groups(store, dataset_id)
         eraser = Eraser(s, store, settings.mlflow_tracking_uri, project_id)
         patient = eraser.erase_patient(settings.resolved_secret(), f"{PLANTED['patient_id']}-{TWICE}")
         s.commit()
         assert (patient.removed.images, patient.removed.dataset_versions_marked) == (2, 1)
+        # The erased patient's two studies leave the label-groups file; every other study keeps its group.
+        after = read_groups(store, dataset_id)
+        assert len(before) == len(studies) and len(after) == len(before) - 2
         s.refresh(version)
         assert version.erased_members == 2
         whole = eraser.erase_dataset(dataset_id)
