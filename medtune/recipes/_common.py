@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medtune.client import Client
+from medtune.errors import InvalidRequestError
 from medtune.models import Dataset, Job, Split
 
 Say = Callable[[str], None]
@@ -231,10 +232,31 @@ def labelled_split(
     return dataset, patient_split(client, dataset, options, say)
 
 
+SMOKE_SPLIT_TRIES = 5
+
+
+def _create_split(
+    client: Client, dataset: Dataset, options: Options, fractions: dict[str, float] | None, say: Say
+) -> Split:
+    """The split at the recipe's seed. The smoke's generated data is small (48 patients, 15 labels),
+    and which patient lands where follows the platform's own pseudonyms, so a smoke split may find a
+    label without a positive patient in a part: it then tries the next seeds, saying so. A real run
+    keeps the refusal, which is what the user must act on."""
+    tries = SMOKE_SPLIT_TRIES if options.smoke else 1
+    for seed in range(options.seed, options.seed + tries):
+        try:
+            return client.splits.create(dataset, seed=seed, fractions=fractions)
+        except InvalidRequestError as exc:
+            if seed == options.seed + tries - 1:
+                raise
+            say(f"split at seed {seed} refused on the generated data ({exc}); trying seed {seed + 1}")
+    raise AssertionError("unreachable")
+
+
 def patient_split(client: Client, dataset: Dataset, options: Options, say: Say) -> Split:
     """Seeded, patient-grouped and label-stratified: no patient is in two parts."""
     fractions = {"train": 0.5, "val": 0.25, "test": 0.25} if options.smoke else None
-    split = client.splits.create(dataset, seed=options.seed, fractions=fractions)
+    split = _create_split(client, dataset, options, fractions, say)
     parts = {k: v.get("patients") if isinstance(v, dict) else v for k, v in split.counts.items()}
     say(f"split {split.id} (seed {split.seed}): patients per part {parts}")
     return split
