@@ -33,8 +33,8 @@ def main() -> None:
     server.start()
     if args.log.exists() and args.log.stat().st_size:
         replay = f"http://127.0.0.1:{args.port}/moto-api/recorder/replay-recording"
-        with urllib.request.urlopen(urllib.request.Request(replay, method="POST"), timeout=600):
-            pass
+        # The replay answers once every recorded request has run again; its body says nothing.
+        urllib.request.urlopen(urllib.request.Request(replay, method="POST"), timeout=600).close()
     READY.touch()
     sys.stdout.write(f"s3 (moto) ready on :{args.port}, log {args.log}\n")
     sys.stdout.flush()

@@ -58,7 +58,7 @@ def bridge_gateway() -> str:
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
-        pass
+        """Silent: a wheel fetched per line would bury the stack test's own output."""
 
 
 @contextlib.contextmanager
