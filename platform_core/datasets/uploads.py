@@ -86,6 +86,8 @@ class UploadBatch:
     def part(self, part: Part) -> None:
         """One multipart part: `files` (repeated) or `manifest`; other form fields are ignored."""
         if part.name == FILES:
+            if part.filename is None:  # a text field named `files`: the schema's files are binary parts
+                raise Invalid("each `files` part must be a file (a filename in its disposition)", param=FILES)
             self.file(part.filename or f"file{self.files}", part.file, part.size)
         elif part.name == MANIFEST:
             data = part.read(MANIFEST_BYTES)
